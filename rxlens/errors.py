@@ -1,0 +1,230 @@
+"""Every error rxlens raises.
+
+All of them subclass :class:`RxLensError`, so ``except RxLensError`` catches anything the library
+itself signals. Each carries ``retryable``: whether a reconnect may cure it. The retry policy's
+default predicate reads that flag, so the taxonomy below *is* the retry rule.
+
+Messages say what happened and what to check. None of them ever contains an API key: errors are
+built from status codes, URLs without credentials and truncated response bodies only.
+"""
+
+from __future__ import annotations
+
+#: How much of an error response body an error keeps (characters).
+BODY_LIMIT = 2048
+
+
+def _truncate(text: str | None, limit: int = BODY_LIMIT) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"... [{len(text) - limit} more characters]"
+
+
+class RxLensError(Exception):
+    """Base class of every error rxlens raises."""
+
+    #: Whether reconnecting may cure the error (read by :class:`rxlens.RetryPolicy`).
+    retryable: bool = False
+
+    #: A server's hint, in seconds, of when to try again (``Retry-After`` or a ``retry:`` field).
+    retry_after: float | None = None
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+
+class DecodeError(RxLensError, ValueError):
+    """The byte stream cannot be decoded as server-sent events."""
+
+
+class EventTooLarge(DecodeError):
+    """One event grew past the decoder's ``max_event_bytes`` limit.
+
+    Raised before memory grows past the limit. The stream cannot continue in step (the rest of
+    the oversized event is unknown), so this is not retried.
+    """
+
+    def __init__(self, limit: int, size: int) -> None:
+        self.limit = limit
+        self.size = size
+        super().__init__(
+            f"an event exceeded max_event_bytes={limit} (at least {size} bytes buffered); "
+            "raise max_event_bytes if such large events are expected"
+        )
+
+
+class MalformedEventError(DecodeError):
+    """A frame's payload is not a valid Lens event (raised with ``on_malformed="raise"``)."""
+
+    def __init__(self, message: str, raw: str, errors: object = None) -> None:
+        self.raw = raw
+        self.errors = errors
+        super().__init__(f"{message}: {_truncate(raw, 200)!r}")
+
+
+# --- transport -------------------------------------------------------------------------------
+
+
+class TransportError(RxLensError, ConnectionError):
+    """The connection failed or broke: refused, reset, timed out, closed mid-stream.
+
+    Retryable. ``retry_after`` holds the server's ``retry:`` hint in seconds, if it sent one.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StreamClosed(TransportError):
+    """The server closed the stream (cleanly, at an event boundary or not). Retryable."""
+
+
+class ReadTimeout(TransportError):
+    """No bytes arrived within the read timeout. Retryable."""
+
+
+class HTTPStatusError(RxLensError):
+    """The server answered with a status other than 200 (or 204).
+
+    ``status`` is the HTTP status, ``body`` the start of the response body (never the request's
+    headers, so never the key), ``retry_after`` the parsed ``Retry-After`` header in seconds.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        url: str,
+        body: str | None = None,
+        *,
+        retry_after: float | None = None,
+        hint: str = "",
+    ) -> None:
+        self.status = status
+        self.url = url
+        self.body = _truncate(body)
+        self.retry_after = retry_after
+        self.retryable = status in (408, 429) or status >= 500
+        message = f"HTTP {status} from {url}"
+        if hint:
+            message += f": {hint}"
+        if self.body:
+            message += f" (body: {_truncate(self.body, 300)})"
+        super().__init__(message)
+
+
+class AuthenticationError(HTTPStatusError):
+    """401 or 403: the API key is missing, wrong, or not allowed this resource. Not retried."""
+
+    def __init__(self, status: int, url: str, body: str | None = None, **kw: object) -> None:
+        super().__init__(
+            status,
+            url,
+            body,
+            hint="check the API key (ATAI_API_KEY or api_key=) and that it may read this session",
+        )
+
+
+class NotFound(HTTPStatusError):
+    """404: the session (or route) does not exist. Not retried."""
+
+    def __init__(self, status: int, url: str, body: str | None = None, **kw: object) -> None:
+        super().__init__(
+            status, url, body, hint="check the session id and the base URL (/api or /v0.5)"
+        )
+
+
+class ContentTypeError(RxLensError):
+    """A 200 response that is not ``text/event-stream``: a proxy page, a JSON error, a wrong URL."""
+
+    def __init__(self, content_type: str, url: str, body: str | None = None) -> None:
+        self.content_type = content_type
+        self.url = url
+        self.body = _truncate(body)
+        message = (
+            f"expected Content-Type text/event-stream from {url}, got {content_type or 'none'!r}; "
+            "check the URL points at the SSE consumer endpoint"
+        )
+        if self.body:
+            message += f" (body: {_truncate(self.body, 300)})"
+        super().__init__(message)
+
+
+# --- retry -----------------------------------------------------------------------------------
+
+
+class RetriesExhausted(RxLensError):
+    """The retry policy gave up. ``last_error`` (also ``__cause__``) is the final failure."""
+
+    def __init__(self, attempts: int, elapsed: float, last_error: BaseException) -> None:
+        self.attempts = attempts
+        self.elapsed = elapsed
+        self.last_error = last_error
+        super().__init__(
+            f"gave up after {attempts} attempt(s) in {elapsed:.1f} s; last error: {last_error}"
+        )
+
+
+class HeartbeatTimeout(RxLensError, TimeoutError):
+    """No frame of any kind arrived within ``seconds``. Retryable: the connection is presumed dead.
+
+    ``last_frame_at`` is the scheduler time (seconds) of the last frame seen, or of the
+    subscription when none arrived.
+    """
+
+    retryable = True
+
+    def __init__(self, seconds: float, last_frame_at: float) -> None:
+        self.seconds = seconds
+        self.last_frame_at = last_frame_at
+        super().__init__(
+            f"no event for {seconds:g} s (last frame at t={last_frame_at:.3f}); "
+            "the connection is presumed dead"
+        )
+
+
+# --- the Lens API ----------------------------------------------------------------------------
+
+
+class ConfigurationError(RxLensError, ValueError):
+    """rxlens is missing a setting it needs (an API key, a base URL) or got a bad one."""
+
+
+class LensAPIError(RxLensError):
+    """The Lens API answered a request with an error.
+
+    Built from every error body shape the API is known to use: ``{"errors": [{code, message,
+    suggestion, error_uid}]}``, ``{"errors": ["text"]}``, ``{"detail": "..."}`` and
+    ``{"type": "error", "message": "..."}``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        suggestion: str | None = None,
+        error_uid: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.suggestion = suggestion
+        self.error_uid = error_uid
+        self.retryable = status in (408, 429) or status >= 500
+        text = f"Lens API error {status}"
+        if code:
+            text += f" [{code}]"
+        text += f": {message}"
+        if suggestion:
+            text += f" (suggestion: {suggestion})"
+        if error_uid:
+            text += f" [{error_uid}]"
+        super().__init__(text)
+
+
+class ChannelError(RxLensError):
+    """The lens does not write to the SSE consumer (it writes to the ``session.read`` mailbox)."""
