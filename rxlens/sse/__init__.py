@@ -1,0 +1,7 @@
+"""Server-sent events: a spec-exact decoder and a resumable RxPY source."""
+
+from __future__ import annotations
+
+from rxlens.sse._models import Event
+
+__all__ = ["Event"]
