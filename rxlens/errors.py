@@ -10,6 +10,8 @@ built from status codes, URLs without credentials and truncated response bodies 
 
 from __future__ import annotations
 
+from typing import Any
+
 #: How much of an error response body an error keeps (characters).
 BODY_LIMIT = 2048
 
@@ -47,6 +49,8 @@ class EventTooLarge(DecodeError):
     def __init__(self, limit: int, size: int) -> None:
         self.limit = limit
         self.size = size
+        #: Events completed in the same chunk before the oversized one, still to be delivered.
+        self.events: list[Any] = []
         super().__init__(
             f"an event exceeded max_event_bytes={limit} (at least {size} bytes buffered); "
             "raise max_event_bytes if such large events are expected"

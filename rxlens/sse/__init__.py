@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rxlens.sse._decoder import Decoder
 from rxlens.sse._models import Event
 
-__all__ = ["Event"]
+__all__ = ["Decoder", "Event"]

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One dispatched server-sent event.
+class Event(NamedTuple):
+    """One dispatched server-sent event (immutable).
 
     ``type`` is the event type (``"message"`` when the block had no ``event:`` field or an empty
     one), ``data`` the data lines joined with ``"\\n"``, and ``last_event_id`` the stream's last
     event id at dispatch, which persists across events as the spec requires. ``id`` is the id this
     event's own block set, or ``None`` when the block had no (valid) ``id:`` field: use it to tell
     events apart, since ``last_event_id`` is shared by every event after the last ``id:``.
+
+    It is a named tuple because the decoder creates one per event on the hot path and a tuple is
+    the cheapest immutable value Python builds (about a fifth of a frozen dataclass).
     """
 
     data: str

@@ -1,0 +1,232 @@
+"""A pure, incremental decoder for ``text/event-stream``.
+
+It follows the WHATWG HTML standard, "Interpreting an event stream", to the letter:
+
+- one leading UTF-8 byte order mark is stripped, also when it arrives split across chunks;
+- bytes are decoded as UTF-8 with U+FFFD replacing invalid sequences (never raising), and
+  characters split across chunks decode right;
+- CR, LF and CRLF end lines (and only those: U+2028, NEL, VT, FF are data); a CRLF split across
+  two chunks counts as one line end, and a CR ends its line at once;
+- ``field: value`` with one leading space of the value removed; a line without a colon is a field
+  with an empty value; lines starting with a colon are comments;
+- ``data`` lines are joined with ``"\\n"``; a block without ``data`` dispatches nothing but still
+  commits the last event id; ``id`` values containing NUL are ignored; an empty ``id`` resets the
+  last event id; ``retry`` is taken only when it is all ASCII digits; an empty ``event`` is
+  ``"message"``; unknown fields are ignored;
+- an event not ended by a blank line when the stream ends is discarded, never dispatched.
+
+The decoder works in linear time: it scans each chunk once, joins the parts of a long line once
+when the line ends, and decodes each run of complete lines in one call. Memory is bounded by
+``max_event_bytes``: an event (or a line) that would grow past it raises :class:`EventTooLarge`
+before it is buffered.
+"""
+
+from __future__ import annotations
+
+from rxlens.errors import EventTooLarge
+from rxlens.sse._models import Event
+
+_BOM = b"\xef\xbb\xbf"
+_new_event = tuple.__new__
+_DEFAULT_MAX_EVENT_BYTES = 16 * 2**20
+
+
+class Decoder:
+    """Turns the bytes of one SSE response into :class:`Event` values.
+
+    Feed it every chunk as it arrives with :meth:`feed`; each call returns the events that chunk
+    completed. Call :meth:`close` at the end of the stream: it discards any unfinished event, as
+    the spec requires, and returns the (always empty) list of events left to dispatch.
+
+    ``last_event_id`` seeds the stream's last event id (for a resumed connection, the id that was
+    sent as ``Last-Event-ID``). Use one decoder per HTTP response.
+    """
+
+    __slots__ = (
+        "_bom_state",
+        "_closed",
+        "_data",
+        "_data_size",
+        "_event_type",
+        "_id_buffer",
+        "_id_in_block",
+        "_last_event_id",
+        "_max",
+        "_pending",
+        "_pending_size",
+        "_retry",
+        "_skip_lf",
+    )
+
+    def __init__(
+        self, last_event_id: str = "", max_event_bytes: int = _DEFAULT_MAX_EVENT_BYTES
+    ) -> None:
+        if max_event_bytes <= 0:
+            raise ValueError("max_event_bytes must be positive")
+        self._max = max_event_bytes
+        self._last_event_id = last_event_id
+        self._id_buffer = last_event_id
+        self._id_in_block = False
+        self._retry: int | None = None
+        self._event_type = ""
+        self._data: list[str] = []
+        self._data_size = 0
+        # Bytes of an unfinished line, kept as a list of parts so that a long line costs one
+        # join when it ends, not a copy per chunk.
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        # The start of the stream, until we know whether it begins with a BOM (b"" = undecided,
+        # None = decided).
+        self._bom_state: bytes | None = b""
+        # The previous chunk ended with CR: an LF starting this chunk belongs to that CRLF.
+        self._skip_lf = False
+        self._closed = False
+
+    # -- public state -----------------------------------------------------------------------
+
+    @property
+    def last_event_id(self) -> str:
+        """The stream's last event id: what to send as ``Last-Event-ID`` when reconnecting."""
+        return self._last_event_id
+
+    @property
+    def retry(self) -> int | None:
+        """Milliseconds from the last valid ``retry:`` field, or ``None`` before any."""
+        return self._retry
+
+    @property
+    def pending_bytes(self) -> int:
+        """How many bytes of an unfinished line are buffered (discarded by :meth:`close`)."""
+        return self._pending_size
+
+    @property
+    def in_event(self) -> bool:
+        """Whether an event has started (fields seen, or a partial line) but not been dispatched."""
+        return bool(self._pending_size or self._data or self._event_type or self._id_in_block)
+
+    # -- feeding ----------------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        """Decode one chunk; return the events it completed, in order."""
+        if self._closed:
+            raise ValueError("feed() after close()")
+        if not chunk:
+            return []
+        if self._bom_state is not None:
+            head = self._bom_state + chunk
+            if len(head) < 3 and _BOM.startswith(head):
+                self._bom_state = head
+                return []
+            self._bom_state = None
+            chunk = head[3:] if head.startswith(_BOM) else head
+            if not chunk:
+                return []
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+                if not chunk:
+                    return []
+        if b"\r" in chunk:
+            self._skip_lf = chunk[-1:] == b"\r"
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            self._keep_partial(chunk)
+            return []
+        if self._pending:
+            self._pending.append(chunk[: end + 1])
+            complete = b"".join(self._pending)
+            self._pending.clear()
+            self._pending_size = 0
+        else:
+            complete = chunk if end == len(chunk) - 1 else chunk[: end + 1]
+        events = self._lines(complete)
+        if end < len(chunk) - 1:
+            self._keep_partial(chunk[end + 1 :])
+        return events
+
+    def close(self) -> list[Event]:
+        """End of stream: discard any unfinished event (the spec never dispatches one)."""
+        self._closed = True
+        self._pending.clear()
+        self._pending_size = 0
+        self._data.clear()
+        self._data_size = 0
+        self._event_type = ""
+        self._id_in_block = False
+        return []
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _keep_partial(self, part: bytes) -> None:
+        size = self._pending_size + len(part)
+        if size + self._data_size > self._max:
+            raise EventTooLarge(self._max, size + self._data_size)
+        self._pending.append(part)
+        self._pending_size = size
+
+    def _lines(self, complete: bytes) -> list[Event]:
+        # ``complete`` ends with LF. UTF-8 never uses the bytes of CR or LF inside a multi-byte
+        # sequence, so decoding a run of whole lines at once equals decoding line by line.
+        lines = complete.decode("utf-8", "replace").split("\n")
+        lines.pop()  # the empty string after the final LF
+        events: list[Event] = []
+        append = events.append
+        data = self._data
+        limit = self._max
+        # The per-line loop is the decoder's hot path: state lives in locals and is written
+        # back once, in ``finally`` so that an EventTooLarge leaves the decoder consistent.
+        event_type = self._event_type
+        id_buffer = self._id_buffer
+        id_in_block = self._id_in_block
+        data_size = self._data_size
+        try:
+            for line in lines:
+                if not line:
+                    # Dispatch: commit the id; nothing more for a block without data.
+                    if data:
+                        append(
+                            _new_event(
+                                Event,
+                                (
+                                    "\n".join(data),
+                                    event_type or "message",
+                                    id_buffer,
+                                    id_buffer if id_in_block else None,
+                                ),
+                            )
+                        )
+                        data.clear()
+                        data_size = 0
+                    self._last_event_id = id_buffer
+                    event_type = ""
+                    id_in_block = False
+                    continue
+                name, colon, value = line.partition(":")
+                if colon and value[:1] == " ":
+                    value = value[1:]
+                if name == "data":
+                    data_size += len(value) + 1
+                    if data_size > limit:
+                        error = EventTooLarge(limit, data_size)
+                        error.events = events  # dispatched before the oversized event
+                        raise error
+                    data.append(value)
+                elif name == "event":
+                    event_type = value
+                elif name == "id":
+                    if "\x00" not in value:
+                        id_buffer = value
+                        id_in_block = True
+                elif name == "retry":
+                    if value.isascii() and value.isdigit():
+                        self._retry = int(value)
+                # Anything else, comments (empty name) included, is ignored.
+        finally:
+            self._event_type = event_type
+            self._id_buffer = id_buffer
+            self._id_in_block = id_in_block
+            self._data_size = data_size
+        return events

@@ -1,0 +1,462 @@
+"""The SSE decoder against the WHATWG rules, one case per rule, plus chunking laws."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rxlens.errors import EventTooLarge
+from rxlens.sse import Decoder, Event
+
+
+def decode(stream: bytes, last_event_id: str = "") -> list[Event]:
+    decoder = Decoder(last_event_id)
+    return decoder.feed(stream) + decoder.close()
+
+
+def decode_bytewise(stream: bytes) -> list[Event]:
+    decoder = Decoder()
+    events: list[Event] = []
+    for i in range(len(stream)):
+        events += decoder.feed(stream[i : i + 1])
+    return events + decoder.close()
+
+
+def pairs(events: list[Event]) -> list[tuple[str, str]]:
+    return [(e.type, e.data) for e in events]
+
+
+# --- the spec's rules, one case each ----------------------------------------------------------
+
+
+def test_simple_event() -> None:
+    assert decode(b"data: hello\n\n") == [Event("hello", "message", "", None)]
+
+
+def test_leading_bom_is_stripped() -> None:
+    assert pairs(decode(b"\xef\xbb\xbfdata: a\n\n")) == [("message", "a")]
+
+
+def test_bom_split_across_chunks_is_stripped() -> None:
+    decoder = Decoder()
+    out = decoder.feed(b"\xef") + decoder.feed(b"\xbb") + decoder.feed(b"\xbfdata: a\n\n")
+    assert pairs(out) == [("message", "a")]
+
+
+def test_only_one_bom_is_stripped() -> None:
+    # The second BOM is part of the first line's field name, so the line is an unknown field.
+    assert decode(b"\xef\xbb\xbf\xef\xbb\xbfdata: a\n\ndata: b\n\n") == [Event("b")]
+
+
+def test_bom_later_in_stream_is_data() -> None:
+    assert pairs(decode(b"data: \xef\xbb\xbfx\n\n")) == [("message", "\ufeffx")]
+
+
+def test_partial_bom_then_other_bytes() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"\xef\xbb") == []
+    # Not a BOM after all: the bytes decode (as U+FFFD) into the field name.
+    assert decoder.feed(b"data: x\n\ndata: y\n\n") == [Event("y")]
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r", b"\r\n"])
+def test_each_line_ending(eol: bytes) -> None:
+    stream = b"data: a" + eol + b"data: b" + eol + eol + b"data: c" + eol + eol
+    assert pairs(decode(stream)) == [("message", "a\nb"), ("message", "c")]
+
+
+def test_mixed_line_endings() -> None:
+    stream = b"data: a\rdata: b\r\ndata: c\n\r\n"
+    assert pairs(decode(stream)) == [("message", "a\nb\nc")]
+
+
+def test_crlf_split_across_chunks_counts_once() -> None:
+    decoder = Decoder()
+    out = decoder.feed(b"data: a\r") + decoder.feed(b"\ndata: b\r") + decoder.feed(b"\n\r\n")
+    assert pairs(out) == [("message", "a\nb")]
+
+
+def test_cr_cr_is_two_line_ends() -> None:
+    assert pairs(decode(b"data: a\r\rdata: b\r\r")) == [("message", "a"), ("message", "b")]
+
+
+def test_event_ended_by_cr_is_dispatched_at_once() -> None:
+    decoder = Decoder()
+    assert pairs(decoder.feed(b"data: a\r\r")) == [("message", "a")]
+
+
+def test_lone_lf_after_cr_in_next_chunk_is_not_an_extra_blank_line() -> None:
+    decoder = Decoder()
+    # "id: 1\r" then "\n" must not be read as "id: 1", then an empty line (a dispatch).
+    assert decoder.feed(b"data: x\nid: 1\r") == []
+    assert decoder.feed(b"\n") == []
+    assert decoder.last_event_id == ""
+    assert decoder.feed(b"\n") == [Event("x", "message", "1", "1")]
+
+
+def test_invalid_utf8_is_replaced_never_raises() -> None:
+    assert pairs(decode(b"data: a\xffb\xc3\n\n")) == [("message", "a\ufffdb\ufffd")]
+
+
+def test_multibyte_character_split_across_chunks() -> None:
+    snowman = "\u2603".encode()
+    decoder = Decoder()
+    out = decoder.feed(b"data: " + snowman[:1]) + decoder.feed(snowman[1:2])
+    out += decoder.feed(snowman[2:] + b"\n\n")
+    assert pairs(out) == [("message", "\u2603")]
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u0085", "\u000b", "\u000c", "\u2029"])
+def test_only_cr_and_lf_end_lines(char: str) -> None:
+    stream = f"data: a{char}b\n\n".encode()
+    assert pairs(decode(stream)) == [("message", f"a{char}b")]
+
+
+def test_one_space_after_colon_is_removed_no_more() -> None:
+    assert pairs(decode(b"data:  two\n\ndata:none\n\n")) == [
+        ("message", " two"),
+        ("message", "none"),
+    ]
+
+
+def test_data_lines_joined_with_newline() -> None:
+    assert pairs(decode(b"data: a\ndata:\ndata: c\n\n")) == [("message", "a\n\nc")]
+
+
+def test_field_without_colon_has_empty_value() -> None:
+    assert pairs(decode(b"data\ndata\n\n")) == [("message", "\n")]
+    assert pairs(decode(b"data\n\n")) == [("message", "")]
+
+
+def test_block_without_data_dispatches_nothing_but_sets_id() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"id: 7\nevent: ping\n\n") == []
+    assert decoder.last_event_id == "7"
+    assert decoder.feed(b"data: x\n\n") == [Event("x", "message", "7", None)]
+
+
+def test_last_event_id_persists_across_events() -> None:
+    events = decode(b"id: 1\ndata: a\n\ndata: b\n\nid: 2\ndata: c\n\n")
+    assert [(e.data, e.last_event_id, e.id) for e in events] == [
+        ("a", "1", "1"),
+        ("b", "1", None),
+        ("c", "2", "2"),
+    ]
+
+
+def test_seeded_last_event_id_is_kept() -> None:
+    assert decode(b"data: a\n\n", last_event_id="41") == [Event("a", "message", "41", None)]
+
+
+def test_id_with_nul_is_ignored() -> None:
+    events = decode(b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n")
+    assert [(e.last_event_id, e.id) for e in events] == [("1", "1"), ("1", None)]
+
+
+def test_empty_id_resets_last_event_id() -> None:
+    decoder = Decoder("5")
+    events = decoder.feed(b"id\ndata: a\n\n")
+    assert events == [Event("a", "message", "", "")]
+    assert decoder.last_event_id == ""
+
+
+def test_id_is_committed_only_at_dispatch() -> None:
+    decoder = Decoder()
+    decoder.feed(b"id: 3\ndata: a\n")
+    assert decoder.last_event_id == ""
+    decoder.feed(b"\n")
+    assert decoder.last_event_id == "3"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"1500", 1500),
+        (b"0", 0),
+        (b"007", 7),
+        (b"1.5", None),
+        (b"-1", None),
+        (b" 10", 10),  # the one space after the colon is removed
+        (b"  10", None),
+        (b"10 ", None),
+        (b"", None),
+        ("\u0661\u0662".encode(), None),  # Arabic-Indic digits are not ASCII digits
+        (b"\xc2\xb2", None),  # superscript two
+    ],
+)
+def test_retry_only_all_ascii_digits(value: bytes, expected: int | None) -> None:
+    decoder = Decoder()
+    decoder.feed(b"retry:" + value + b"\n\n")
+    assert decoder.retry == expected
+
+
+def test_retry_invalid_keeps_previous_value() -> None:
+    decoder = Decoder()
+    decoder.feed(b"retry: 2000\n\nretry: soon\n\n")
+    assert decoder.retry == 2000
+
+
+def test_retry_is_none_before_any() -> None:
+    assert Decoder().retry is None
+
+
+def test_empty_event_field_means_message() -> None:
+    assert pairs(decode(b"event:\ndata: a\n\nevent: x\ndata: b\n\n")) == [
+        ("message", "a"),
+        ("x", "b"),
+    ]
+
+
+def test_event_type_does_not_leak_into_next_event() -> None:
+    assert pairs(decode(b"event: x\ndata: a\n\ndata: b\n\n")) == [("x", "a"), ("message", "b")]
+
+
+def test_event_type_is_reset_by_block_without_data() -> None:
+    assert pairs(decode(b"event: x\n\ndata: b\n\n")) == [("message", "b")]
+
+
+def test_comments_and_unknown_fields_are_ignored() -> None:
+    stream = b": a comment\nfoo: bar\nDATA: upper\ndata : spaced\n:\ndata: ok\n\n"
+    assert pairs(decode(stream)) == [("message", "ok")]
+
+
+def test_unterminated_event_at_end_of_stream_is_discarded() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"data: a\n\ndata: b\n") == [Event("a")]
+    assert decoder.in_event
+    assert decoder.close() == []
+
+
+def test_unterminated_line_at_end_of_stream_is_discarded() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"data: a") == []
+    assert decoder.pending_bytes == 7
+    assert decoder.close() == []
+
+
+def test_id_of_unfinished_block_is_not_committed_at_close() -> None:
+    decoder = Decoder()
+    decoder.feed(b"id: 1\ndata: a\n\nid: 2\ndata: b\n")
+    decoder.close()
+    assert decoder.last_event_id == "1"
+
+
+def test_feed_after_close_is_an_error() -> None:
+    decoder = Decoder()
+    decoder.close()
+    with pytest.raises(ValueError, match="after close"):
+        decoder.feed(b"data: a\n\n")
+
+
+def test_nul_in_data_is_kept() -> None:
+    assert pairs(decode(b"data: a\x00b\n\n")) == [("message", "a\x00b")]
+
+
+def test_colon_in_value_is_kept() -> None:
+    assert pairs(decode(b'data: {"a": 1}\n\n')) == [("message", '{"a": 1}')]
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+
+def test_event_too_large_names_the_limit() -> None:
+    decoder = Decoder(max_event_bytes=100)
+    with pytest.raises(EventTooLarge, match="max_event_bytes=100") as info:
+        decoder.feed(b"data: " + b"x" * 200 + b"\n\n")
+    assert info.value.limit == 100
+
+
+def test_endless_line_raises_before_buffering_past_limit() -> None:
+    decoder = Decoder(max_event_bytes=1000)
+    for _ in range(9):
+        decoder.feed(b"x" * 100)
+    assert decoder.pending_bytes == 900
+    with pytest.raises(EventTooLarge):
+        decoder.feed(b"x" * 200)
+    assert decoder.pending_bytes <= 1000
+
+
+def test_endless_event_of_short_lines_raises() -> None:
+    decoder = Decoder(max_event_bytes=1000)
+    with pytest.raises(EventTooLarge):
+        for _ in range(200):
+            decoder.feed(b"data: 0123456789\n")
+
+
+def test_events_before_an_oversized_one_are_kept_on_the_error() -> None:
+    decoder = Decoder(max_event_bytes=50)
+    with pytest.raises(EventTooLarge) as info:
+        decoder.feed(b"data: a\n\ndata: b\n\n" + b"data: " + b"x" * 100 + b"\n\n")
+    assert pairs(info.value.events) == [("message", "a"), ("message", "b")]
+
+
+def test_event_at_the_limit_passes() -> None:
+    decoder = Decoder(max_event_bytes=11)
+    assert pairs(decoder.feed(b"data: " + b"x" * 10 + b"\n\n")) == [("message", "x" * 10)]
+
+
+def test_max_event_bytes_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Decoder(max_event_bytes=0)
+
+
+def test_big_event_in_many_chunks() -> None:
+    body = b"y" * (2 * 2**20)
+    stream = b"data: " + body + b"\n\n"
+    decoder = Decoder()
+    out: list[Event] = []
+    for i in range(0, len(stream), 65536):
+        out += decoder.feed(stream[i : i + 65536])
+    assert len(out) == 1 and out[0].data == body.decode()
+
+
+# --- laws ------------------------------------------------------------------------------------
+
+line_end = st.sampled_from([b"\n", b"\r", b"\r\n"])
+text = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=12
+)
+
+
+@st.composite
+def field_line(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["data", "event", "id", "retry", "comment", "unknown", "bare"]))
+    value = draw(text)
+    if kind == "comment":
+        raw = ":" + value
+    elif kind == "bare":
+        raw = draw(st.sampled_from(["data", "id", "event", "retry"]))
+    elif kind == "unknown":
+        raw = "x" + value.replace(":", "") + ":" + value
+    elif kind == "retry":
+        raw = "retry: " + draw(st.one_of(st.integers(0, 10**6).map(str), text))
+    else:
+        space = draw(st.sampled_from(["", " ", "  "]))
+        raw = kind + ":" + space + value
+    return raw.encode() + draw(line_end)
+
+
+@st.composite
+def sse_stream(draw: st.DrawFn) -> bytes:
+    parts = [b"\xef\xbb\xbf"] if draw(st.booleans()) else []
+    for _ in range(draw(st.integers(0, 8))):
+        parts += draw(st.lists(field_line(), max_size=5))
+        parts.append(draw(line_end))
+    if draw(st.booleans()):
+        parts.append(draw(st.binary(max_size=6)))  # junk, perhaps invalid UTF-8
+    return b"".join(parts)
+
+
+def split_at(stream: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    bounds = [0, *points, len(stream)]
+    return [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def feed_all(chunks: list[bytes]) -> tuple[list[Event], str, int | None]:
+    decoder = Decoder()
+    events: list[Event] = []
+    for chunk in chunks:
+        events += decoder.feed(chunk)
+    events += decoder.close()
+    return events, decoder.last_event_id, decoder.retry
+
+
+@settings(max_examples=300, deadline=None)
+@given(sse_stream(), st.lists(st.integers(0, 10_000), max_size=12))
+def test_any_chunking_gives_the_same_events(stream: bytes, cuts: list[int]) -> None:
+    assert feed_all(split_at(stream, cuts)) == feed_all([stream])
+
+
+@settings(max_examples=100, deadline=None)
+@given(sse_stream())
+def test_byte_by_byte_equals_whole(stream: bytes) -> None:
+    assert feed_all([stream[i : i + 1] for i in range(len(stream))]) == feed_all([stream])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.lists(st.integers(0, 1000), max_size=8))
+def test_arbitrary_bytes_never_raise_and_chunking_is_irrelevant(
+    stream: bytes, cuts: list[int]
+) -> None:
+    assert feed_all(split_at(stream, cuts)) == feed_all([stream])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), text), max_size=10), line_end)
+def test_generated_events_roundtrip(items: list[tuple[bool, str]], eol: bytes) -> None:
+    # Serialise (id?, data) pairs; decoding gives them back, with sticky last event ids.
+    stream = b""
+    expected = []
+    last = ""
+    for n, (with_id, data) in enumerate(items):
+        if with_id:
+            stream += b"id: " + str(n).encode() + eol
+            last = str(n)
+        stream += b"data: " + data.encode() + eol + eol
+        expected.append(Event(data, "message", last, str(n) if with_id else None))
+    assert decode(stream) == expected
+    assert decode_bytewise(stream) == expected
+
+
+def reference_decode(stream: bytes) -> list[tuple[str, str, str]]:
+    """A straightforward transcription of the spec, for comparison (slow but obvious)."""
+    text = stream.decode("utf-8", "replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines: list[str] = []
+    current = ""
+    i = 0
+    complete = False
+    while i < len(text):
+        ch = text[i]
+        if ch == "\r":
+            lines.append(current)
+            current = ""
+            if i + 1 < len(text) and text[i + 1] == "\n":
+                i += 1
+            complete = True
+        elif ch == "\n":
+            lines.append(current)
+            current = ""
+            complete = True
+        else:
+            current += ch
+            complete = False
+        i += 1
+    del complete
+    out = []
+    data, etype, last_id_buffer, last_id = "", "", "", ""
+    for line in lines:
+        if line == "":
+            last_id = last_id_buffer
+            if data == "":
+                etype = ""
+                continue
+            if data.endswith("\n"):
+                data = data[:-1]
+            out.append((etype or "message", data, last_id))
+            data, etype = "", ""
+            continue
+        if line.startswith(":"):
+            continue
+        if ":" in line:
+            field, value = line.split(":", 1)
+            if value.startswith(" "):
+                value = value[1:]
+        else:
+            field, value = line, ""
+        if field == "event":
+            etype = value
+        elif field == "data":
+            data += value + "\n"
+        elif field == "id" and "\x00" not in value:
+            last_id_buffer = value
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(sse_stream())
+def test_agrees_with_a_literal_reading_of_the_spec(stream: bytes) -> None:
+    assert [(e.type, e.data, e.last_event_id) for e in decode(stream)] == reference_decode(stream)
