@@ -220,9 +220,8 @@ class Decoder:
                     if "\x00" not in value:
                         id_buffer = value
                         id_in_block = True
-                elif name == "retry":
-                    if value.isascii() and value.isdigit():
-                        self._retry = int(value)
+                elif name == "retry" and value.isascii() and value.isdigit():
+                    self._retry = int(value)
                 # Anything else, comments (empty name) included, is ignored.
         finally:
             self._event_type = event_type
