@@ -1,0 +1,324 @@
+"""Sinks: get a stream's events into a list, a pandas DataFrame or a JSONL recording.
+
+- :func:`collect` blocks until enough has arrived and returns a list: for scripts, notebooks
+  and tests. It always has a time bound.
+- :func:`to_dataframe` collects (or takes a list) and builds a DataFrame, one row per event.
+  pandas is an optional extra: ``pip install 'rxlens[pandas]'``.
+- :func:`to_jsonl` is an *operator*: it writes each event to a recording as it passes and
+  hands the event on unchanged, so recording composes with any pipeline. Read a recording back
+  with :func:`rxlens.recording.replay` (format: :mod:`rxlens.recording`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from reactivex import Observable, abc
+from reactivex import operators as ops
+from reactivex.disposable import CompositeDisposable, Disposable
+
+from rxlens.errors import RxLensError
+from rxlens.events import LensEvent
+from rxlens.recording import (
+    RecordingError,
+    RecordingIOError,
+    StrPath,
+    encode_record,
+    open_for_writing,
+)
+
+if TYPE_CHECKING:
+    import pandas
+
+_T = TypeVar("_T")
+
+#: How long :func:`collect` waits when neither ``seconds`` nor ``timeout`` is given.
+DEFAULT_TIMEOUT = 60.0
+
+
+class CollectTimeout(RxLensError, TimeoutError):
+    """:func:`collect` hit its ``timeout`` before ``n`` items or completion.
+
+    ``items`` holds what did arrive, so nothing collected is lost.
+    """
+
+    def __init__(self, timeout: float, items: list[Any], wanted: int | None) -> None:
+        self.timeout = timeout
+        self.items = items
+        self.wanted = wanted
+        goal = f"{wanted} items" if wanted is not None else "completion"
+        super().__init__(
+            f"waited {timeout:g} s for {goal}; got {len(items)} item(s) (see .items)"
+        )
+
+
+class MissingDependency(RxLensError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+# --- collect ------------------------------------------------------------------------------------
+
+
+def collect(
+    observable: Observable[_T],
+    n: int | None = None,
+    seconds: float | None = None,
+    timeout: float | None = None,
+    *,
+    scheduler: abc.SchedulerBase | None = None,
+) -> list[_T]:
+    """Subscribe, block until an end condition, dispose, and return the items that arrived.
+
+    It returns when the first of these happens:
+
+    - ``n`` items have arrived (the source is cut with ``take(n)``, so even a source that
+      emits synchronously and forever stops);
+    - ``seconds`` have passed (a normal end: "what arrived in 10 s");
+    - the stream completes;
+    - the stream errors: the error is raised;
+    - ``timeout`` passes first: :class:`CollectTimeout` is raised, carrying the items in
+      ``.items``. ``timeout`` defaults to ``seconds`` when given (so ``seconds`` alone never
+      raises) and to :data:`DEFAULT_TIMEOUT` (60 s) otherwise, so ``collect`` never blocks
+      without a bound.
+
+    The subscription is disposed before returning, whatever the outcome (also on
+    ``KeyboardInterrupt``). It waits on a :class:`threading.Event`, so it works from any
+    thread; it must not be called on the thread that the source needs to emit (for example
+    inside a scheduler's own callback), which no blocking call can do. ``scheduler`` is passed
+    to ``subscribe``. Time is wall-clock time.
+
+    Raises:
+        ValueError: ``n`` is negative, or ``seconds``/``timeout`` not positive.
+        CollectTimeout: ``timeout`` passed first.
+    """
+    if n is not None and (isinstance(n, bool) or n < 0):
+        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    if seconds is not None and not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds!r}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be positive, got {timeout!r}")
+    if n == 0:
+        return []
+    bound = timeout if timeout is not None else seconds if seconds is not None else DEFAULT_TIMEOUT
+
+    lock = threading.Lock()
+    done = threading.Event()
+    items: list[_T] = []
+    errors: list[Exception] = []
+    finished = False
+
+    def on_next(item: _T) -> None:
+        with lock:
+            if not finished:
+                items.append(item)
+
+    def on_error(error: Exception) -> None:
+        errors.append(error)
+        done.set()
+
+    source = observable.pipe(ops.take(n)) if n is not None else observable
+    started = time.monotonic()
+    subscription = source.subscribe(on_next, on_error, done.set, scheduler=scheduler)
+    try:
+        end = started + min(bound, seconds if seconds is not None else math.inf)
+        done.wait(max(0.0, end - time.monotonic()))
+    finally:
+        subscription.dispose()
+        with lock:
+            finished = True
+    result = list(items)
+    if errors:
+        raise errors[0]
+    if done.is_set() or (seconds is not None and seconds <= bound):
+        return result
+    raise CollectTimeout(bound, result, n)
+
+
+# --- to_dataframe -------------------------------------------------------------------------------
+
+#: The columns of :func:`to_dataframe`, in order.
+COLUMNS = (
+    "received_at",
+    "session_id",
+    "id",
+    "type",
+    "text",
+    "scores",
+    "sensor_timestamp",
+    "read_index",
+    "event",
+)
+
+
+def to_dataframe(
+    source: Observable[Any] | Iterable[Any],
+    n: int | None = None,
+    seconds: float | None = None,
+    timeout: float | None = None,
+    *,
+    scheduler: abc.SchedulerBase | None = None,
+) -> pandas.DataFrame:
+    """A pandas DataFrame with one row per event, from an Observable or an iterable of events.
+
+    An Observable is first gathered with :func:`collect` (same ``n``, ``seconds``, ``timeout``
+    and errors); an iterable (a list from :func:`collect`, :func:`rxlens.recording.read_recording`)
+    is used as it is. Columns:
+
+    ``received_at``
+        arrival time, ``datetime64[ns, UTC]``;
+    ``session_id``, ``id``, ``type``
+        the event's session, SSE id and Lens type;
+    ``text``
+        the result text; for a Machine State result this is its label (``label == text``);
+    ``scores``
+        the class scores dict, or ``None``;
+    ``sensor_timestamp``
+        the sensor position (a video's ``"HH:MM:SS"``), or ``None``;
+    ``read_index``
+        first row of the classified window (nullable ``Int64``);
+    ``event``
+        the event object itself, so nothing is lost.
+
+    Values an event does not have (a heartbeat has no ``text``) are missing. Plain values
+    work too (every column but ``event`` is then missing).
+
+    Raises:
+        MissingDependency: pandas is not installed (``pip install 'rxlens[pandas]'``).
+    """
+    pd = _pandas()
+    if isinstance(source, Observable):
+        events: list[Any] = collect(source, n, seconds, timeout, scheduler=scheduler)
+    else:
+        events = list(source)
+    rows = {name: [_column(event, name) for event in events] for name in COLUMNS}
+    frame: pandas.DataFrame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["received_at"] = pd.to_datetime(
+        pd.Series(rows["received_at"], dtype="float64"), unit="s", utc=True
+    )
+    frame["read_index"] = pd.array(rows["read_index"], dtype="Int64")
+    return frame
+
+
+def _column(event: Any, name: str) -> Any:
+    if name == "event":
+        return event
+    value = getattr(event, name, None)
+    if name == "received_at" and value is None:
+        return math.nan
+    return value
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError as exc:
+        raise MissingDependency(
+            "to_dataframe needs pandas, an optional extra: pip install 'rxlens[pandas]'"
+        ) from exc
+    return pandas
+
+
+# --- to_jsonl -----------------------------------------------------------------------------------
+
+
+def to_jsonl(
+    path: StrPath, *, append: bool = False
+) -> Callable[[Observable[LensEvent]], Observable[LensEvent]]:
+    """An operator that records every event to a JSONL file and passes it on unchanged.
+
+    Each subscription opens ``path`` (emptied first unless ``append=True``; a new file is
+    created readable by its owner only, mode 0600), writes one record per event in the format
+    of :mod:`rxlens.recording`, flushes after every line *before* handing the event on (so an
+    event seen downstream is already in the file), and closes the file on completion, error or
+    disposal. Flushing hands each line to the operating system; it does not ``fsync``.
+
+    A write failure, or an item that is not a :class:`~rxlens.events.LensEvent`, ends the
+    stream with :class:`~rxlens.recording.RecordingError` (the upstream is disposed); a file
+    that cannot be opened errors the subscription at once. Writes are serialised by a lock.
+
+    Marble diagram::
+
+        source:           -a-b-|
+        to_jsonl(path):   -a-b-|      (a and b written to path before being emitted)
+
+    Record a merged stream and replay it later::
+
+        merged.pipe(to_jsonl("run.jsonl"), window_results(count=10), majority_vote())
+        replay("run.jsonl").pipe(window_results(count=10), majority_vote())
+    """
+
+    def operator(source: Observable[LensEvent]) -> Observable[LensEvent]:
+        def subscribe(
+            observer: abc.ObserverBase[LensEvent], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            try:
+                handle = open_for_writing(path, append=append)
+            except RecordingError as error:
+                observer.on_error(error)
+                return Disposable()
+            lock = threading.Lock()
+            stopped = False
+
+            def close() -> bool:
+                # True for the caller that closed the file (and so may end the stream).
+                nonlocal stopped
+                with lock:
+                    if stopped:
+                        return False
+                    stopped = True
+                    handle.close()
+                    return True
+
+            def on_next(event: LensEvent) -> None:
+                with lock:
+                    if stopped:
+                        return
+                    try:
+                        handle.write(encode_record(event) + "\n")
+                        handle.flush()
+                    except RecordingError as error:
+                        failure: RecordingError | None = error
+                    except (OSError, ValueError) as error:
+                        failure = RecordingIOError(f"cannot write to the recording: {error}")
+                    else:
+                        failure = None
+                if failure is None:
+                    observer.on_next(event)
+                    return
+                upstream.dispose()
+                if close():
+                    observer.on_error(failure)
+
+            def on_error(error: Exception) -> None:
+                if close():
+                    observer.on_error(error)
+
+            def on_completed() -> None:
+                if close():
+                    observer.on_completed()
+
+            def dispose() -> None:
+                close()
+
+            upstream = CompositeDisposable()
+            upstream.add(source.subscribe(on_next, on_error, on_completed, scheduler=scheduler))
+            return CompositeDisposable(upstream, Disposable(dispose))
+
+        return Observable(subscribe)
+
+    return operator
+
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_TIMEOUT",
+    "CollectTimeout",
+    "MissingDependency",
+    "collect",
+    "to_dataframe",
+    "to_jsonl",
+]
