@@ -1,0 +1,25 @@
+"""Errors the emulator's Python API raises (misuse from a test, not HTTP answers)."""
+
+from __future__ import annotations
+
+from rxlens.errors import RxLensError
+
+
+class EmulatorError(RxLensError):
+    """The emulator was asked something it cannot do."""
+
+
+class UnknownSession(EmulatorError, LookupError):
+    """No session has this id."""
+
+
+class SessionEnded(EmulatorError):
+    """The session is destroyed: it takes no more events."""
+
+
+class CapacityError(EmulatorError):
+    """``max_sessions`` sessions are running already."""
+
+
+class EmulatorTimeout(EmulatorError, TimeoutError):
+    """A ``wait_*`` call timed out."""
