@@ -43,7 +43,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard
 
 from rxlens.errors import MalformedEventError
@@ -468,14 +468,53 @@ def _fast_inference_error(data: Any) -> dict[str, Any] | None:
     return None
 
 
-#: Lens type -> (class, structural check). The schema of each is in rxlens.schemas.SCHEMAS.
-_TYPED: dict[str, tuple[type[LensEvent], _Fast]] = {
-    STREAM_START: (StreamStart, _fast_stream_start),
-    HEARTBEAT: (Heartbeat, _fast_heartbeat),
-    STREAM_END: (StreamEnd, _fast_stream_end),
-    INFERENCE_RESULT: (InferenceResult, _fast_inference_result),
-    MODIFY_RESULT: (ModifyResult, _fast_modify_result),
-    INFERENCE_ERROR: (InferenceError, _fast_inference_error),
+_Maker = Callable[[dict[str, Any], Any, "str | None", float, str], LensEvent]
+
+
+def _maker(cls: type[LensEvent]) -> _Maker:
+    """A constructor of ``cls`` for payloads the structural check passed.
+
+    It writes the slots directly instead of calling the dataclass ``__init__``, whose frozen
+    ``object.__setattr__`` per field and keyword handling cost more than the JSON decoding of a
+    frame. It skips ``__post_init__``, which only fills ``event_data`` when it is missing, and
+    parsed events always have it.
+    """
+    own = ("type", "event_data", "id", "received_at", "raw")
+    lens_type = cls.__dataclass_fields__["type"].default
+    setters = tuple(
+        (f.name, getattr(cls, f.name).__set__) for f in fields(cls) if f.name not in own
+    )
+    set_type, set_data, set_id, set_at, set_raw = (getattr(cls, name).__set__ for name in own)
+    new = object.__new__
+
+    def make(
+        typed: dict[str, Any], data: Any, event_id: str | None, received_at: float, raw: str
+    ) -> LensEvent:
+        obj = new(cls)
+        set_type(obj, lens_type)
+        set_data(obj, data)
+        set_id(obj, event_id)
+        set_at(obj, received_at)
+        set_raw(obj, raw)
+        get = typed.get
+        for name, setter in setters:
+            setter(obj, get(name))
+        return obj
+
+    return make
+
+
+#: Lens type -> (class, structural check, constructor). Schemas: rxlens.schemas.SCHEMAS.
+_TYPED: dict[str, tuple[type[LensEvent], _Fast, _Maker]] = {
+    lens_type: (cls, fast, _maker(cls))
+    for lens_type, cls, fast in (
+        (STREAM_START, StreamStart, _fast_stream_start),
+        (HEARTBEAT, Heartbeat, _fast_heartbeat),
+        (STREAM_END, StreamEnd, _fast_stream_end),
+        (INFERENCE_RESULT, InferenceResult, _fast_inference_result),
+        (MODIFY_RESULT, ModifyResult, _fast_modify_result),
+        (INFERENCE_ERROR, InferenceError, _fast_inference_error),
+    )
 }
 
 
@@ -523,12 +562,9 @@ def _build(payload: Any, raw: str, event_id: str | None, received_at: float) -> 
             data = payload.get("event_data")
             entry = _TYPED.get(lens_type)
             if entry is not None:
-                cls, fast = entry
-                kwargs = fast(data)
-                if kwargs is not None:
-                    return cls(
-                        **kwargs, event_data=data, id=event_id, received_at=received_at, raw=raw
-                    )
+                typed = entry[1](data)
+                if typed is not None:
+                    return entry[2](typed, data, event_id, received_at, raw)
             elif lens_type.startswith("log."):
                 return LogEvent(lens_type, data, id=event_id, received_at=received_at, raw=raw)
             else:
@@ -600,7 +636,12 @@ def parse_event(
     when = time.time() if received_at is None else received_at
     raw = event.data
     event_id = event.id or None
-    decoded, errors = _loads(raw)
+    try:
+        # The common case first, without _loads's fallbacks.
+        decoded: Any = json.loads(raw)
+        errors = None
+    except (ValueError, RecursionError):
+        decoded, errors = _loads(raw)
     if errors is None:
         result = _build(decoded, raw, event_id, when)
         if type(result) is not MalformedEvent:

@@ -1,0 +1,244 @@
+"""Laws of the schemas and of the typed decoding (hypothesis).
+
+- Any valid payload of each type loads to its class and serialises back to equal JSON.
+- Arbitrary JSON and arbitrary text never make decoding raise.
+- The structural fast path and marshmallow give the same event for any envelope.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from marshmallow import ValidationError
+
+from rxlens import events as ev
+from rxlens.errors import MalformedEventError
+from rxlens.schemas import LensEventSchema, load_fields
+from rxlens.sse import Event
+
+FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+KNOWN_KEYS = {
+    "session_id",
+    "reader_id",
+    "session_status",
+    "num_messages",
+    "num_bytes",
+    "message_timeout",
+    "response",
+    "query_id",
+    "query_metadata",
+    "error_messages",
+}
+TYPED = [
+    ev.STREAM_START,
+    ev.HEARTBEAT,
+    ev.STREAM_END,
+    ev.INFERENCE_RESULT,
+    ev.MODIFY_RESULT,
+    ev.INFERENCE_ERROR,
+]
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+objects = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
+extras = st.dictionaries(
+    st.text(max_size=10).filter(lambda k: k not in KNOWN_KEYS), json_values, max_size=3
+)
+opt_str = st.none() | st.text(max_size=12)
+opt_int = st.none() | st.integers()
+
+
+def payload_of(
+    lens_type: str, required: dict[str, Any], optional: dict[str, Any]
+) -> st.SearchStrategy[dict[str, Any]]:
+    data = st.builds(
+        lambda known, more: {**more, **known},
+        st.fixed_dictionaries(
+            {
+                k: st.just(v) if not isinstance(v, st.SearchStrategy) else v
+                for k, v in required.items()
+            },
+            optional=optional,
+        ),
+        extras,
+    )
+    return st.builds(lambda d: {"type": lens_type, "event_data": d}, data)
+
+
+valid_payloads: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    ev.STREAM_START: payload_of(ev.STREAM_START, {}, {"session_id": opt_str, "reader_id": opt_str}),
+    ev.HEARTBEAT: payload_of(
+        ev.HEARTBEAT,
+        {},
+        {
+            "session_id": opt_str,
+            "session_status": opt_str,
+            "num_messages": opt_int,
+            "num_bytes": opt_int,
+            "message_timeout": st.none() | st.floats(allow_nan=False, allow_infinity=False),
+        },
+    ),
+    ev.STREAM_END: st.builds(
+        lambda d: {"type": ev.STREAM_END, "event_data": d}, st.none() | objects
+    ),
+    ev.INFERENCE_RESULT: payload_of(
+        ev.INFERENCE_RESULT,
+        {"response": json_values},
+        {"query_id": opt_str, "query_metadata": st.none() | objects},
+    ),
+    ev.MODIFY_RESULT: payload_of(ev.MODIFY_RESULT, {}, {"query_metadata": st.none() | objects}),
+    ev.INFERENCE_ERROR: payload_of(
+        ev.INFERENCE_ERROR,
+        {},
+        {"error_messages": st.none() | st.lists(st.text(max_size=20), max_size=3)},
+    ),
+    "log": st.builds(
+        lambda t, d: {"type": "log." + t, "event_data": d}, st.text(max_size=8), json_values
+    ),
+    "unknown": st.builds(
+        lambda t, d: {"type": t, "event_data": d},
+        st.text(max_size=20).filter(lambda t: t not in TYPED and not t.startswith("log.")),
+        json_values,
+    ),
+}
+EXPECTED_CLASS = {
+    ev.STREAM_START: ev.StreamStart,
+    ev.HEARTBEAT: ev.Heartbeat,
+    ev.STREAM_END: ev.StreamEnd,
+    ev.INFERENCE_RESULT: ev.InferenceResult,
+    ev.MODIFY_RESULT: ev.ModifyResult,
+    ev.INFERENCE_ERROR: ev.InferenceError,
+    "log": ev.LogEvent,
+    "unknown": ev.UnknownEvent,
+}
+
+
+@pytest.mark.parametrize("kind", list(valid_payloads))
+def test_valid_payload_loads_to_its_class_and_back(kind: str) -> None:
+    @FAST
+    @given(valid_payloads[kind])
+    def check(payload: dict[str, Any]) -> None:
+        text = json.dumps(payload)
+        event = ev.parse_event(Event(text), received_at=5.0, on_malformed="raise")
+        assert type(event) is EXPECTED_CLASS[kind]
+        assert event is not None and event.raw == text and event.type == payload["type"]
+        back = ev.to_json(event)
+        assert back == payload
+        assert json.loads(json.dumps(back)) == payload
+        # The schema itself loads to the same event and dumps the same JSON.
+        loaded = LensEventSchema().load(payload)
+        assert loaded == event
+        assert LensEventSchema().dump(loaded) == payload
+
+    check()
+
+
+def test_integer_status_serialises_as_its_string() -> None:
+    payload = {"type": ev.HEARTBEAT, "event_data": {"session_status": 6}}
+    assert ev.to_json(ev.from_payload(payload))["event_data"] == {"session_status": "6"}
+
+
+def test_schema_dump_many() -> None:
+    events = [ev.StreamStart("a", "b"), ev.UnknownEvent("x", 1)]
+    assert LensEventSchema(many=True).dump(events) == [
+        {"type": ev.STREAM_START, "event_data": {"session_id": "a", "reader_id": "b"}},
+        {"type": "x", "event_data": 1},
+    ]
+
+
+def test_schema_load_rejects_what_parse_marks_malformed() -> None:
+    with pytest.raises(ValidationError) as info:
+        load_fields({"type": ev.INFERENCE_RESULT, "event_data": {}})
+    assert info.value.messages == {"event_data": {"response": ["Missing data for required field."]}}
+
+
+# --- never raises ------------------------------------------------------------------------------
+
+any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+envelopes = st.fixed_dictionaries(
+    {"type": st.sampled_from([*TYPED, "log.info"]) | st.text(max_size=8) | any_json},
+    optional={"event_data": any_json | objects},
+)
+
+
+@FAST
+@given(any_json | envelopes)
+def test_arbitrary_json_never_raises(value: Any) -> None:
+    event = ev.parse_event(Event(json.dumps(value)))
+    assert isinstance(event, ev.LensEvent)
+    if not (isinstance(value, dict) and isinstance(value.get("type"), str)):
+        assert isinstance(event, ev.MalformedEvent)
+    elif not isinstance(event, ev.MalformedEvent):
+        assert event.type == value["type"]
+
+
+@FAST
+@given(st.text(max_size=60) | st.binary(max_size=40).map(repr))
+def test_arbitrary_text_never_raises(text: str) -> None:
+    assert isinstance(ev.parse_event(Event(text)), ev.LensEvent)
+    try:
+        ev.parse_event(Event(text), on_malformed="raise")
+    except MalformedEventError as exc:
+        assert exc.raw == text
+    skipped = ev.parse_event(Event(text), on_malformed="skip")
+    assert skipped is None or not isinstance(skipped, ev.MalformedEvent)
+
+
+# --- the fast path agrees with marshmallow -----------------------------------------------------
+
+near_valid = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(TYPED),
+        "event_data": st.none()
+        | st.dictionaries(
+            st.sampled_from(sorted(KNOWN_KEYS)) | st.text(max_size=4),
+            json_values | st.integers().map(str) | st.sampled_from([1.0, 2.5, True, float("inf")]),
+            max_size=5,
+        ),
+    }
+)
+
+
+@FAST
+@given(st.one_of(*valid_payloads.values()) | near_valid | envelopes)
+def test_fast_path_agrees_with_marshmallow(payload: Any) -> None:
+    fast = ev._build(payload, "raw", "1", 3.0)
+    slow = ev._build_slow(payload, "raw", "1", 3.0)
+    assert type(fast) is type(slow)
+    if not _has_nan(payload):
+        assert fast == slow
+    for name in ("id", "received_at", "raw", "session_id", "type"):
+        assert getattr(fast, name) == getattr(slow, name)
+
+
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return value != value
+    if isinstance(value, dict):
+        return any(_has_nan(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_nan(v) for v in value)
+    return False
