@@ -261,9 +261,7 @@ class LensEmulator:
         self._require_server()
         entry = self._find_lens(lens) or self._find_lens(f"lns-emu-{lens}")
         if entry is None:
-            raise EmulatorError(
-                f"unknown lens {lens!r}; scripted lenses: {', '.join(LENSES)}"
-            )
+            raise EmulatorError(f"unknown lens {lens!r}; scripted lenses: {', '.join(LENSES)}")
         if not self._has_capacity():
             raise CapacityError(CAPACITY_MESSAGE)
         session, _ = self._create(
@@ -582,4 +580,3 @@ class LensEmulator:
 
             self._ticker.schedule(time.monotonic() + period, job)
         return session, record
-

@@ -182,8 +182,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         body = body or {}
         consumer = _CONSUMER.match(route)
-        session_id = consumer.group(1) if consumer else body.get("session_id") or query.get(
-            "session_id"
+        session_id = (
+            consumer.group(1) if consumer else body.get("session_id") or query.get("session_id")
         )
         session = emu._sessions.get(session_id) if isinstance(session_id, str) else None
         has_auth = "Authorization" in self.headers

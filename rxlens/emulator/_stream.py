@@ -212,9 +212,7 @@ class SseStream:
                     "sse.stream.heartbeat",
                     {
                         "session_id": session.session_id,
-                        "session_status": status_string(
-                            session.status, self._config.status_style
-                        ),
+                        "session_status": status_string(session.status, self._config.status_style),
                         "num_messages": reader.events_sent,
                         "num_bytes": reader.bytes_sent,
                         # Grows with each heartbeat, as observed: the idle time so far.

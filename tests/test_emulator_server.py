@@ -1,0 +1,425 @@
+"""The emulator's HTTP API and consumer stream, driven with plain ``requests`` and sockets."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+import pytest
+import requests
+from hypothesis import given
+from hypothesis import strategies as st
+from test_emulator_support import (
+    frames_of,
+    open_stream,
+    raw_get,
+    read_raw,
+    result,
+    split_response,
+    take,
+    until_type,
+)
+
+from rxlens.emulator import (
+    CAPACITY_MESSAGE,
+    CapacityError,
+    EmulatorTimeout,
+    LensEmulator,
+    SessionEnded,
+    UnknownSession,
+)
+from rxlens.emulator._sessions import EventLog
+from rxlens.errors import RxLensError
+
+
+@pytest.fixture
+def emu() -> LensEmulator:
+    with LensEmulator(heartbeat_interval=0.1, idle_timeout=30.0) as e:
+        yield e
+
+
+# --- the JSON session API ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["/api", "/v0.5"])
+def test_session_api_round_trip_under_both_prefixes(emu: LensEmulator, prefix: str) -> None:
+    base = emu.root_url + prefix
+    h = emu.headers
+    lens = requests.post(
+        base + "/lens/register",
+        json={"lens_config": {"lens_name": "machine-state", "output_streams": []}},
+        headers=h,
+        timeout=5,
+    ).json()
+    assert re.fullmatch(r"lns-[0-9a-f]{16}", lens["lens_id"])
+    meta = requests.get(
+        base + "/lens/metadata", params={"lens_id": lens["lens_id"]}, headers=h, timeout=5
+    ).json()
+    assert [m["lens_name"] for m in meta] == ["machine-state"]
+
+    created = requests.post(
+        base + "/lens/sessions/create", json={"lens_id": lens["lens_id"]}, headers=h, timeout=5
+    ).json()
+    sid = created["session_id"]
+    assert re.fullmatch(r"lsn-[0-9a-f]{16}", sid)
+    assert created["session_status"] == "LensSessionStatus.SESSION_STATUS_REGISTERED"
+    assert created["session_endpoint"].endswith(f"/lens/sessions/{sid}")
+    assert created["num_outputs"] == 0
+
+    def process(event: dict[str, object]) -> dict[str, object]:
+        body = {"session_id": sid, "event": event}
+        reply = requests.post(
+            base + "/lens/sessions/events/process", json=body, headers=h, timeout=5
+        )
+        assert reply.status_code == 200
+        return reply.json()  # type: ignore[no-any-return]
+
+    status = process({"type": "session.status"})
+    assert status["type"] == "session.status.response"
+    assert status["event_data"]["session_status"] == "SESSION_STATUS_RUNNING"  # type: ignore[index]
+    assert process({"type": "session.validate"})["event_data"] == {
+        "is_valid": True,
+        "error_messages": [],
+    }
+    assert (
+        process({"type": "session.update", "event_data": {}})["type"] == "session.update.response"
+    )
+    assert (
+        process({"type": "input_stream.set", "event_data": {"stream_type": "csv_file_reader"}})[
+            "type"
+        ]
+        == "input_stream.set.response"
+    )
+    for writer in ("server_sent_events_writer", "server_side_events_writer", "sse_writer"):
+        reply = process({"type": "output_stream.set", "event_data": {"stream_type": writer}})
+        assert reply["type"] == "output_stream.set.response"
+    assert process({"type": "no.such.event"})["type"] == "error"
+
+    listed = requests.get(
+        base + "/lens/sessions/metadata",
+        params={"session_id": sid, "shard_index": -1, "max_items_per_shard": -1},
+        headers=h,
+        timeout=5,
+    ).json()
+    assert [(s["session_id"], s["num_outputs"]) for s in listed] == [(sid, 0)]
+
+    destroyed = requests.post(
+        base + "/lens/sessions/destroy", json={"session_id": sid}, headers=h, timeout=5
+    ).json()
+    assert destroyed["session_status"] == "SESSION_STATUS_DESTROYED"
+    deleted = requests.post(
+        base + "/lens/delete", json={"lens_id": lens["lens_id"]}, headers=h, timeout=5
+    )
+    assert deleted.status_code == 200
+
+
+def test_unknown_session_in_process_gets_the_error_message_shape(emu: LensEmulator) -> None:
+    reply = requests.post(
+        emu.base_url + "/lens/sessions/events/process",
+        json={"session_id": "lsn-nope", "event": {"type": "session.status"}},
+        headers=emu.headers,
+        timeout=5,
+    ).json()
+    assert reply == {"type": "error", "message": "Unknown session id: lsn-nope"}
+
+
+def test_capacity_limit_answers_the_allocation_error() -> None:
+    with LensEmulator(max_sessions=1) as emu:
+        emu.create_session()
+        reply = requests.post(
+            emu.base_url + "/lens/sessions/create",
+            json={"lens_id": "lns-emu-manual"},
+            headers=emu.headers,
+            timeout=5,
+        ).json()
+        assert reply == {"errors": [CAPACITY_MESSAGE]}
+        with pytest.raises(CapacityError):
+            emu.create_session()
+        emu.destroy(emu.session_ids[0])
+        assert emu.create_session().startswith("lsn-")
+
+
+# --- auth and not-found ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "x"}])
+def test_missing_or_unknown_key_gets_401_json(emu: LensEmulator, headers: dict[str, str]) -> None:
+    sid = emu.create_session()
+    for response in (
+        open_stream(emu, sid, headers=headers),
+        requests.get(emu.base_url + "/lens/sessions/metadata", headers=headers, timeout=5),
+    ):
+        assert response.status_code == 401
+        assert response.headers["Content-Type"] == "application/json"
+        error = response.json()["errors"][0]
+        assert error["code"] == "unauthorized" and error["error_uid"].startswith("err-")
+        assert emu.api_key not in response.text
+    stats = emu.session_stats(sid)
+    assert stats.authorization_seen is ("Authorization" in headers)
+    assert stats.connections == 0
+    assert emu.stats.unauthorized == 2
+
+
+def test_extra_api_keys_are_accepted() -> None:
+    with LensEmulator(api_key="emu-primary", api_keys=["emu-second"]) as emu:
+        sid = emu.create_session()
+        response = open_stream(emu, sid, headers={"Authorization": "Bearer emu-second"})
+        assert response.status_code == 200
+        response.close()
+        assert "emu-primary" not in repr(emu)
+
+
+def test_unknown_session_gets_404_errors_envelope(emu: LensEmulator) -> None:
+    response = open_stream(emu, "lsn-0000000000000000")
+    assert response.status_code == 404
+    assert response.json()["errors"][0]["message"] == "Unknown session id: lsn-0000000000000000"
+    destroy = requests.post(
+        emu.base_url + "/lens/sessions/destroy",
+        json={"session_id": "lsn-x"},
+        headers=emu.headers,
+        timeout=5,
+    )
+    assert destroy.status_code == 404
+
+
+def test_unknown_session_end_variant_streams_start_then_end() -> None:
+    with LensEmulator(unknown_session="end") as emu:
+        response = open_stream(emu, "lsn-0000000000000000")
+        assert response.status_code == 200
+        assert [f.type for f in frames_of(response)] == ["sse.stream.start", "sse.stream.end"]
+
+
+# --- the stream --------------------------------------------------------------------------------
+
+
+def test_frames_start_data_in_order_then_end_on_destroy(emu: LensEmulator) -> None:
+    sid = emu.create_session()
+    response = open_stream(emu, sid)
+    assert response.headers["Content-Type"] == "text/event-stream"
+    assert response.headers["Transfer-Encoding"] == "chunked"
+    frames = frames_of(response)
+    start = next(frames)
+    assert start.event == "message" and start.id is None
+    assert start.json["event_data"]["session_id"] == sid
+    assert re.fullmatch(r"[0-9a-f]{16}", start.json["event_data"]["reader_id"])
+    emu.wait_readers(sid, 1)
+    ids = [emu.push(sid, result(i)) for i in range(5)]
+    assert ids == [1, 2, 3, 4, 5]
+    got = [f for f in take(frames, 5)]
+    assert [f.id for f in got] == ["1", "2", "3", "4", "5"]
+    assert [f.json["event_data"]["response"] for f in got] == [[f"r{i}"] for i in range(5)]
+    assert all(f.event == "message" and "\n" not in f.data for f in got)
+    emu.destroy(sid)
+    rest = until_type(frames, "sse.stream.end")
+    assert [f.type for f in rest if f.type != "sse.stream.heartbeat"] == ["sse.stream.end"]
+    assert rest[-1].json["event_data"]["num_messages"] == 5
+    assert list(frames) == []  # the connection closes after the end frame
+
+
+def test_each_connection_gets_a_new_reader_id(emu: LensEmulator) -> None:
+    sid = emu.create_session()
+    ids = set()
+    for _ in range(3):
+        with open_stream(emu, sid) as response:
+            ids.add(next(frames_of(response)).json["event_data"]["reader_id"])
+    assert len(ids) == 3
+
+
+def test_heartbeats_follow_the_interval_with_growing_message_timeout() -> None:
+    with LensEmulator(heartbeat_interval=0.05, idle_timeout=30.0) as emu:
+        sid = emu.create_session()
+        response = open_stream(emu, sid)
+        frames = frames_of(response)
+        next(frames)
+        started = time.monotonic()
+        beats = take(frames, 6)
+        elapsed = time.monotonic() - started
+        assert {b.type for b in beats} == {"sse.stream.heartbeat"}
+        data = [b.json["event_data"] for b in beats]
+        assert [d["message_timeout"] for d in data] == pytest.approx(
+            [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
+        )
+        assert data[0]["session_status"] == "SESSION_STATUS_RUNNING"
+        assert data[0]["num_messages"] == 0 and data[0]["num_bytes"] == 0
+        assert 0.25 <= elapsed < 1.5
+        # A data event resets the idle count; the next heartbeat reports it.
+        emu.push(sid, result(0))
+        after = [f for f in take(frames, 2)]
+        assert after[0].type == "inference.result"
+        assert after[1].json["event_data"]["message_timeout"] == pytest.approx(0.05)
+        assert after[1].json["event_data"]["num_messages"] == 1
+        response.close()
+
+
+def test_idle_timeout_ends_the_stream() -> None:
+    with LensEmulator(heartbeat_interval=0.05, idle_timeout=0.3) as emu:
+        sid = emu.create_session()
+        frames = list(frames_of(open_stream(emu, sid)))
+        assert frames[0].type == "sse.stream.start"
+        assert frames[-1].type == "sse.stream.end"
+        assert frames[-1].json["event_data"]["reason"] == "idle_timeout"
+        assert 3 <= sum(f.type == "sse.stream.heartbeat" for f in frames) <= 7
+
+
+def test_last_event_id_resumes_exactly_after_the_id_then_live(emu: LensEmulator) -> None:
+    sid = emu.create_session()
+    emu.push_many(sid, [result(i) for i in range(10)])
+    response = open_stream(emu, sid, last_event_id=4)
+    frames = frames_of(response)
+    assert next(frames).type == "sse.stream.start"
+    assert [f.id for f in take(frames, 6)] == ["5", "6", "7", "8", "9", "10"]
+    emu.push(sid, result(10))
+    assert next(frames).id == "11"
+    stats = emu.session_stats(sid)
+    assert stats.last_event_id == "4" and stats.readers[0].last_event_id == "4"
+    response.close()
+
+
+def test_an_id_older_than_the_log_gets_a_gap_notice_then_the_oldest() -> None:
+    with LensEmulator(log_size=5) as emu:
+        sid = emu.create_session()
+        emu.push_many(sid, [result(i) for i in range(10)])
+        frames = frames_of(open_stream(emu, sid, last_event_id=2))
+        _, notice, *rest = take(frames, 7)
+        assert notice.type == "log.info" and notice.id is None
+        assert "3..5" in notice.json["event_data"]["message"]
+        assert [f.id for f in rest] == ["6", "7", "8", "9", "10"]
+
+
+@pytest.mark.parametrize(("replay", "expected"), [("live", ["3"]), ("all", ["1", "2", "3"])])
+def test_replay_mode_decides_what_a_reader_without_id_sees(
+    replay: str, expected: list[str]
+) -> None:
+    with LensEmulator(replay=replay) as emu:  # type: ignore[arg-type]
+        sid = emu.create_session()
+        emu.push_many(sid, [result(0), result(1)])
+        response = open_stream(emu, sid)
+        frames = frames_of(response)
+        next(frames)
+        emu.wait_readers(sid, 1)
+        emu.push(sid, result(2))
+        assert [f.id for f in take(frames, len(expected))] == expected
+        response.close()
+
+
+def test_many_readers_each_receive_every_event(emu: LensEmulator) -> None:
+    sid = emu.create_session()
+    responses = [open_stream(emu, sid) for _ in range(20)]
+    streams = [frames_of(r) for r in responses]
+    for frames in streams:
+        next(frames)
+    emu.wait_readers(sid, 20)
+    emu.push_many(sid, [result(i) for i in range(30)])
+    emu.destroy(sid)
+    for frames in streams:
+        got = until_type(frames, "sse.stream.end")
+        assert [f.id for f in got if f.id] == [str(i) for i in range(1, 31)]
+    stats = emu.session_stats(sid)
+    assert stats.connections == 20
+    assert all(r.events_sent == 30 for r in stats.readers)
+
+
+def test_destroyed_session_still_serves_its_log_to_a_resuming_reader(emu: LensEmulator) -> None:
+    sid = emu.create_session()
+    emu.push_many(sid, [result(i) for i in range(4)])
+    emu.destroy(sid)
+    with pytest.raises(SessionEnded):
+        emu.push(sid, result(9))
+    frames = list(frames_of(open_stream(emu, sid, last_event_id=2)))
+    assert [f.id for f in frames] == [None, "3", "4", None]
+    assert frames[-1].type == "sse.stream.end"
+
+
+def test_python_api_errors_are_rxlens_errors(emu: LensEmulator) -> None:
+    with pytest.raises(UnknownSession):
+        emu.push("lsn-missing", result(0))
+    sid = emu.create_session()
+    with pytest.raises(EmulatorTimeout) as info:
+        emu.wait_readers(sid, 1, timeout=0.05)
+    assert isinstance(info.value, RxLensError) and isinstance(info.value, TimeoutError)
+    with pytest.raises(RxLensError):
+        emu.create_session("no-such-lens")
+
+
+def test_raw_payloads_are_sent_verbatim(emu: LensEmulator) -> None:
+    sid = emu.create_session()
+    emu.push(sid, "not json at all")
+    frames = frames_of(open_stream(emu, sid, last_event_id=0))
+    assert take(frames, 2)[1].data == "not json at all"
+    with pytest.raises(ValueError):
+        emu.push(sid, "two\nlines")
+
+
+# --- lifecycle ---------------------------------------------------------------------------------
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_close_is_prompt_and_leaks_no_threads_or_sockets() -> None:
+    threads_before, fds_before = threading.active_count(), _fds()
+    started = time.monotonic()
+    emu = LensEmulator(heartbeat_interval=30.0).start()
+    assert time.monotonic() - started < 1.0
+    sid = emu.create_session("machine-state", rate=50)
+    emu.create_session("manual")
+    silent = [raw_get(emu, f"/api/lens/sessions/consumer/{sid}") for _ in range(5)]
+    for sock in silent:
+        read_raw(sock, until=b"sse.stream.start")
+    emu.wait_readers(sid, 5)
+    keep_alive = requests.Session()  # an idle keep-alive connection must not hold close() up
+    keep_alive.get(emu.base_url + "/lens/metadata", headers=emu.headers, timeout=5)
+    started = time.monotonic()
+    emu.close()
+    assert time.monotonic() - started < 1.0
+    emu.close()  # idempotent
+    for sock in silent:
+        sock.close()
+    keep_alive.close()
+    assert threading.active_count() == threads_before
+    assert _fds() == fds_before
+
+
+def test_starting_twice_is_harmless_and_a_closed_emulator_cannot_restart() -> None:
+    emu = LensEmulator()
+    assert emu.start() is emu.start()
+    emu.close()
+    with pytest.raises(RxLensError):
+        emu.start()
+
+
+def test_stats_count_requests_and_connections(emu: LensEmulator) -> None:
+    sid = emu.create_session()
+    with open_stream(emu, sid) as response:
+        next(frames_of(response))
+    requests.get(emu.base_url + "/lens/metadata", headers=emu.headers, timeout=5)
+    stats = emu.stats
+    assert stats.requests == 2 and stats.sessions == 1 and stats.sessions_running == 1
+
+
+def test_raw_response_head_is_chunked_event_stream(emu: LensEmulator) -> None:
+    sid = emu.create_session()
+    sock = raw_get(emu, f"/v0.5/lens/sessions/consumer/{sid}")
+    status, headers, body = split_response(read_raw(sock, until=b"sse.stream.start"))
+    sock.close()
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["content-type"] == "text/event-stream"
+    assert headers["transfer-encoding"] == "chunked"
+    assert b"event: message\ndata: {" in body
+
+
+# --- the log, as a law -------------------------------------------------------------------------
+
+
+@given(capacity=st.integers(1, 20), n=st.integers(0, 60))
+def test_event_log_keeps_the_last_capacity_events_by_id(capacity: int, n: int) -> None:
+    log = EventLog(capacity)
+    for i in range(1, n + 1):
+        assert log.append(b"%d" % i) == i
+    assert log.last_id == n
+    assert log.first_id == max(1, n - capacity + 1)
+    for i in range(log.first_id, n + 1):
+        assert log.get(i) == b"%d" % i
