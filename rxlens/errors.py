@@ -28,8 +28,11 @@ class RxLensError(Exception):
     #: Whether reconnecting may cure the error (read by :class:`rxlens.RetryPolicy`).
     retryable: bool = False
 
-    #: A server's hint, in seconds, of when to try again (``Retry-After`` or a ``retry:`` field).
+    #: The server's ``Retry-After`` hint, in seconds, when it sent one.
     retry_after: float | None = None
+
+    #: The stream's reconnection time from its last valid ``retry:`` field (ms), if any.
+    retry_ms: int | None = None
 
 
 # --- decoding --------------------------------------------------------------------------------

@@ -1,5 +1,10 @@
-"""Operators for Lens streams: each lives in its own module, re-exported here."""
+"""Operators for Lens streams. Each lives in its own module; this is their documented face.
+
+- :func:`resume`: reconnect after retryable errors and drop replayed events.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from rxlens.operators._resume import resume
+
+__all__ = ["resume"]

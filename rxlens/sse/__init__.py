@@ -1,8 +1,58 @@
-"""Server-sent events: a spec-exact decoder and a resumable RxPY source."""
+"""Server-sent events: a spec-exact decoder and a resumable RxPY source.
+
+- :class:`Decoder` turns bytes into :class:`Event` values, with no I/O;
+- :func:`connect` is one HTTP connection per subscription, as a cold Observable;
+- :func:`stream` is ``connect`` plus :func:`rxlens.operators.resume`: it reconnects with
+  ``Last-Event-ID`` after any drop and never delivers an event twice;
+- :func:`from_sseclient` wraps an sseclient-py client.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from reactivex import Observable, abc
+
+from rxlens.retry import RetryPolicy
+from rxlens.sse._connect import SSESource, connect
 from rxlens.sse._decoder import Decoder
 from rxlens.sse._models import Event
+from rxlens.sse._sseclient import from_sseclient
+from rxlens.sse._state import ConnectionState, StateCallback
 
-__all__ = ["Decoder", "Event"]
+__all__ = [
+    "ConnectionState",
+    "Decoder",
+    "Event",
+    "SSESource",
+    "connect",
+    "from_sseclient",
+    "stream",
+]
+
+
+def stream(
+    url: str,
+    policy: RetryPolicy | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    on_state: StateCallback | None = None,
+    scheduler: abc.SchedulerBase | None = None,
+    **kwargs: Any,
+) -> Observable[Event]:
+    """A resumable SSE stream: ``connect(url, ...).pipe(resume(policy))``.
+
+    It reconnects after drops and retryable errors with ``Last-Event-ID``, backing off as
+    ``policy`` says (default :class:`rxlens.RetryPolicy`), and drops events the server replays.
+    ``on_state`` receives every :class:`ConnectionState` change, from the connection and from
+    the back-off. Other keyword arguments go to :func:`connect`.
+
+    >>> import rxlens.sse
+    >>> events = rxlens.sse.stream("http://127.0.0.1:8765/api/lens/sessions/consumer/lsn-1",
+    ...                            headers={"Authorization": "Bearer KEY"})
+    """
+    from rxlens.operators._resume import resume
+
+    source = connect(url, headers=headers, on_state=on_state, **kwargs)
+    return source.pipe(resume(policy, on_state=on_state, scheduler=scheduler))

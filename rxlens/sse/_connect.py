@@ -1,0 +1,247 @@
+"""``connect``: one SSE connection per subscription, as a cold Observable that keeps a cursor."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import requests
+from reactivex import Observable, abc
+from reactivex.disposable import CompositeDisposable, Disposable
+
+from rxlens.errors import EventTooLarge, RxLensError, StreamClosed, TransportError
+from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
+from rxlens.sse._models import Event
+from rxlens.sse._state import ConnectionState, StateCallback, report
+from rxlens.sse._transport import (
+    DEFAULT_TIMEOUT,
+    Connection,
+    SocketHandle,
+    new_session,
+    safe_url,
+)
+
+log = logging.getLogger("rxlens.sse")
+_E = TypeVar("_E", bound=BaseException)
+
+
+def mark_downstream(error: _E) -> _E:
+    """Mark an exception raised by a subscriber's own code, so nothing retries it."""
+    try:
+        error._rxlens_downstream = True  # type: ignore[attr-defined]
+    except AttributeError:
+        pass  # an exception type with __slots__: the retry predicate's type check still holds
+    return error
+
+
+class SSESource(Observable[Event]):
+    """A cold Observable of :class:`Event`: each subscription opens its own connection.
+
+    The source keeps a cursor, :attr:`last_event_id`: the last event id it delivered (the
+    stream's last event id, sticky across events as the spec says). Every new subscription sends
+    it as ``Last-Event-ID``, which is how a retry resumes where the dropped connection stopped.
+
+    Termination:
+
+    - the server closes the stream: ``on_error(StreamClosed)`` (retryable; a partial event at
+      the end is discarded, so it is received again after a resume);
+    - a network failure: ``on_error(TransportError)`` (retryable);
+    - HTTP 204: ``on_completed``; other statuses: typed errors (see :mod:`rxlens.errors`);
+    - an exception raised by the subscriber's own ``on_next``: ``on_error`` with that very
+      exception, marked so that :func:`rxlens.operators.resume` never retries it.
+
+    Every error carries the server's hints: ``retry_ms`` (the ``retry:`` in force) and
+    ``retry_after`` (``Retry-After``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        last_event_id: str = "",
+        session: requests.Session | None = None,
+        scheduler: abc.SchedulerBase | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        max_event_bytes: int = _DEFAULT_MAX_EVENT_BYTES,
+        on_state: StateCallback | None = None,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self._headers = dict(headers or {})
+        self.last_event_id = last_event_id
+        #: The last valid ``retry:`` value the server sent (ms), across connections.
+        self.retry_ms: int | None = None
+        self._session = session
+        self._own_session: requests.Session | None = None
+        self._scheduler = scheduler
+        self.timeouts = timeout
+        self.max_event_bytes = max_event_bytes
+        self.on_state = on_state
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        # Never the headers: they carry the API key.
+        return f"SSESource({safe_url(self.url)!r}, last_event_id={self.last_event_id!r})"
+
+    @property
+    def session(self) -> requests.Session:
+        """The ``requests.Session`` shared by every connection of this source."""
+        if self._session is not None:
+            return self._session
+        with self._lock:
+            if self._own_session is None:
+                self._own_session = new_session()
+            return self._own_session
+
+    def close(self) -> None:
+        """Close the session this source created for itself (not one it was given)."""
+        with self._lock:
+            own, self._own_session = self._own_session, None
+        if own is not None:
+            own.close()
+
+    def request_headers(self) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers.update(self._headers)
+        if self.last_event_id:
+            headers["Last-Event-ID"] = self.last_event_id
+        return headers
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[Event], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        handle = SocketHandle()
+        sched = self._scheduler
+        if sched is not None:
+            scheduled = sched.schedule(lambda _s, _st: self._run(observer, handle))
+            return CompositeDisposable(scheduled, Disposable(handle.abort))
+        thread = threading.Thread(
+            target=self._run, args=(observer, handle), name="rxlens-sse-reader", daemon=True
+        )
+        thread.start()
+        return Disposable(handle.abort)
+
+    def _state(self, kind: Any, **fields: Any) -> None:
+        if self.on_state is not None:
+            report(
+                self.on_state,
+                ConnectionState(
+                    kind,
+                    safe_url(self.url),
+                    last_event_id=self.last_event_id,
+                    at=time.time(),
+                    **fields,
+                ),
+            )
+
+    def _run(self, observer: abc.ObserverBase[Event], handle: SocketHandle) -> None:
+        connection = Connection(
+            self.session, self.url, self.request_headers(), self.timeouts, handle
+        )
+        error: Exception | None = None
+        completed = False
+        try:
+            self._state("connecting")
+            log.debug(
+                "connecting to %s (Last-Event-ID: %r)", safe_url(self.url), self.last_event_id
+            )
+            response = connection.open()
+            if response is None:
+                completed = True
+            else:
+                self._state("open", headers=dict(response.headers))
+                error = self._pump(connection, observer, handle)
+        except RxLensError as exc:
+            error = exc
+        except Exception as exc:  # an unexpected failure inside requests/urllib3
+            error = TransportError(f"connection failed: {type(exc).__name__}: {exc}")
+        finally:
+            connection.close()
+        if handle.aborted:
+            self._state("closed")
+            return
+        if completed:
+            self._state("closed")
+            observer.on_completed()
+            return
+        assert error is not None
+        if isinstance(error, RxLensError) and not getattr(error, "_rxlens_downstream", False):
+            if error.retry_ms is None:
+                error.retry_ms = self.retry_ms
+        observer.on_error(error)
+
+    def _pump(
+        self, connection: Connection, observer: abc.ObserverBase[Event], handle: SocketHandle
+    ) -> Exception:
+        """Read, decode and deliver until the stream ends; return why it ended."""
+        decoder = Decoder(self.last_event_id, self.max_event_bytes)
+        on_next = observer.on_next
+        for chunk in connection.chunks():
+            try:
+                events = decoder.feed(chunk)
+            except EventTooLarge as exc:
+                events = exc.events
+                failure: Exception | None = exc
+            else:
+                failure = None
+            if decoder.retry is not None:
+                self.retry_ms = decoder.retry
+            try:
+                for event in events:
+                    if handle.aborted:
+                        return StreamClosed("disposed")
+                    self.last_event_id = event[2]
+                    on_next(event)
+            except Exception as exc:
+                return mark_downstream(exc)
+            if failure is not None:
+                return failure
+            if handle.aborted:
+                return StreamClosed("disposed")
+            self.last_event_id = decoder.last_event_id
+        lost = decoder.pending_bytes
+        decoder.close()
+        where = "mid-event" if lost or decoder.in_event else "at an event boundary"
+        log.debug("stream from %s ended %s", safe_url(self.url), where)
+        return StreamClosed(
+            f"the server closed the stream {where}"
+            + (f" ({lost} bytes of an unfinished event discarded)" if lost else "")
+        )
+
+
+def connect(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    last_event_id: str = "",
+    session: requests.Session | None = None,
+    scheduler: abc.SchedulerBase | None = None,
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    max_event_bytes: int = _DEFAULT_MAX_EVENT_BYTES,
+    on_state: StateCallback | None = None,
+) -> SSESource:
+    """One SSE connection per subscription, as a cold Observable of :class:`Event`.
+
+    Each subscription reads on its own daemon thread (or on ``scheduler``) and never blocks the
+    subscribing thread. Disposing the subscription shuts the socket down, which wakes a blocked
+    read at once, so the thread ends and the connection closes even while the server is silent.
+
+    ``headers`` are added to the request (``Authorization`` goes here; it is never logged or
+    shown). ``timeout`` is ``(connect, read)`` in seconds. ``on_state`` receives
+    :class:`ConnectionState` changes. See :class:`SSESource` for how the stream ends; pipe it
+    through :func:`rxlens.operators.resume` (or use :func:`stream`) to reconnect.
+    """
+    return SSESource(
+        url,
+        headers=headers,
+        last_event_id=last_event_id,
+        session=session,
+        scheduler=scheduler,
+        timeout=timeout,
+        max_event_bytes=max_event_bytes,
+        on_state=on_state,
+    )

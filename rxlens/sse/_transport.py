@@ -1,0 +1,278 @@
+"""The HTTP side of an SSE connection, on ``requests`` and ``urllib3``. Thin on purpose.
+
+It opens the request, checks the status and the content type, and hands out the bytes as they
+arrive (``read1``: whatever is available, never a fixed-size read that waits to fill up). It
+also knows the socket under the response, because closing a response from another thread
+blocks until the pending read times out, while shutting the socket down wakes it at once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from rxlens.errors import (
+    AuthenticationError,
+    ContentTypeError,
+    HTTPStatusError,
+    NotFound,
+    ReadTimeout,
+    TransportError,
+)
+
+log = logging.getLogger("rxlens.sse")
+
+#: Read at most this much per call; ``read1`` returns sooner with whatever has arrived.
+READ_SIZE = 65536
+#: (connect, read) timeouts in seconds. The read timeout bounds a silent stream: Lens servers
+#: send a heartbeat every ~5 s, so 60 s of silence means the connection is dead.
+DEFAULT_TIMEOUT = (10.0, 60.0)
+
+
+class SocketHandle:
+    """The socket of one request, so that another thread can abort it at once."""
+
+    __slots__ = ("_aborted", "_lock", "_sock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._aborted = False
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
+
+    def attach(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sock = sock
+            aborted = self._aborted
+        if aborted:
+            _shutdown(sock)
+
+    def abort(self) -> None:
+        """Wake any blocked read on the socket (now or once it is attached)."""
+        with self._lock:
+            self._aborted = True
+            sock = self._sock
+        if sock is not None:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed or never connected: nothing to wake
+
+
+# The handle of the request the current thread is making: lets a new connection report its
+# socket while requests is still waiting for the response headers.
+_current = threading.local()
+
+
+class _TrackedHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        handle = getattr(_current, "handle", None)
+        if handle is not None:
+            handle.attach(self.sock)
+
+
+class _TrackedHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        handle = getattr(_current, "handle", None)
+        if handle is not None:
+            handle.attach(self.sock)
+
+
+class _TrackedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _TrackedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+class StreamingAdapter(HTTPAdapter):
+    """A ``requests`` adapter whose connections report their socket to the reading thread."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _TrackedHTTPPool,
+            "https": _TrackedHTTPSPool,
+        }
+
+
+def new_session() -> requests.Session:
+    """A ``requests.Session`` set up for streaming (one per source, reused across reconnects)."""
+    session = requests.Session()
+    adapter = StreamingAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    delta = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, delta)
+
+
+def content_type_essence(value: str | None) -> str:
+    """``text/event-stream`` from ``Text/Event-Stream; charset=utf-8``."""
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def safe_url(url: str) -> str:
+    """The URL without user info or query string, for messages (never credentials)."""
+    parsed = urllib3.util.parse_url(url)
+    return parsed._replace(auth=None, query=None, fragment=None).url
+
+
+def _read_body(response: requests.Response, limit: int = 4096) -> str:
+    try:
+        raw = response.raw.read(limit, decode_content=True)
+    except Exception:  # the body is only context for the error: never mask the status
+        return ""
+    if not isinstance(raw, bytes):
+        return ""
+    return raw.decode("utf-8", "replace")
+
+
+def status_error(response: requests.Response, url: str) -> HTTPStatusError:
+    """The typed error for a non-200 answer."""
+    status = response.status_code
+    body = _read_body(response)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    shown = safe_url(url)
+    if status in (401, 403):
+        return AuthenticationError(status, shown, body)
+    if status == 404:
+        return NotFound(status, shown, body)
+    return HTTPStatusError(status, shown, body, retry_after=retry_after)
+
+
+class Connection:
+    """One open SSE response: check it with :meth:`open`, then iterate its byte chunks."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        url: str,
+        headers: Mapping[str, str],
+        timeout: tuple[float, float],
+        handle: SocketHandle,
+    ) -> None:
+        self.session = session
+        self.url = url
+        self.headers = headers
+        self.timeout = timeout
+        self.handle = handle
+        self.response: requests.Response | None = None
+
+    def open(self) -> requests.Response | None:
+        """Send the request; return the checked response, or None for 204 (end of stream)."""
+        _current.handle = self.handle
+        try:
+            response = self.session.get(
+                self.url, headers=dict(self.headers), stream=True, timeout=self.timeout
+            )
+        except requests.exceptions.ReadTimeout as exc:
+            raise ReadTimeout(f"no response from {safe_url(self.url)}: {_reason(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise TransportError(
+                f"cannot connect to {safe_url(self.url)}: {_reason(exc)}; "
+                "check the base URL and that the server is reachable"
+            ) from None
+        finally:
+            _current.handle = None
+        self.response = response
+        # A pooled connection skips connect(): take the socket from the response as well.
+        self.handle.attach(_response_socket(response))
+        if response.status_code == 204:
+            return None
+        if response.status_code != 200:
+            raise status_error(response, self.url)
+        content_type = response.headers.get("Content-Type", "")
+        if content_type_essence(content_type) != "text/event-stream":
+            raise ContentTypeError(content_type, safe_url(self.url), _read_body(response))
+        return response
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body's bytes as they arrive; ends at the end of the body."""
+        assert self.response is not None
+        raw = self.response.raw
+        read1 = raw.read1
+        try:
+            while True:
+                chunk = read1(READ_SIZE)
+                if not chunk:
+                    return
+                yield chunk
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
+            raise ReadTimeout(
+                f"no bytes from {safe_url(self.url)} for {self.timeout[1]:g} s"
+            ) from exc
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            # ValueError: http.client reading a closed or aborted chunked body.
+            raise TransportError(
+                f"connection to {safe_url(self.url)} broke: {_reason(exc)}"
+            ) from None
+
+    def close(self) -> None:
+        response = self.response
+        self.response = None
+        if response is not None:
+            try:
+                response.close()
+            except Exception as exc:  # closing a broken connection may fail: nothing to recover
+                log.debug("closing response: %s", type(exc).__name__)
+
+
+def _response_socket(response: requests.Response) -> socket.socket | None:
+    raw = response.raw
+    conn = getattr(raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if isinstance(sock, socket.socket):
+        return sock
+    fp = getattr(getattr(raw, "_fp", None), "fp", None)
+    sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _reason(exc: BaseException) -> str:
+    # requests' messages embed urllib3's repr of the pool and the URL, never headers; keep the
+    # innermost reason, which is the readable part.
+    reason: BaseException = exc
+    while True:
+        inner = getattr(reason, "reason", None) or (reason.args[0] if reason.args else None)
+        if isinstance(inner, BaseException) and inner is not reason:
+            reason = inner
+            continue
+        break
+    return f"{type(reason).__name__}: {reason}"

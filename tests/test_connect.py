@@ -1,0 +1,397 @@
+"""``rxlens.sse.connect`` and ``stream`` end to end, against a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sse_server import Handler, ScriptedServer, frames, sse, status
+
+from rxlens.errors import (
+    AuthenticationError,
+    ContentTypeError,
+    EventTooLarge,
+    HTTPStatusError,
+    NotFound,
+    RetriesExhausted,
+    StreamClosed,
+    TransportError,
+)
+from rxlens.retry import RetryPolicy
+from rxlens.sse import ConnectionState, Event, connect, stream
+
+KEY = "sk-test-SECRET-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+FAST = RetryPolicy.immediate(max_attempts=50)
+
+
+class Sink:
+    """Collects what a subscription delivers, with waits bounded in time."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.error: Exception | None = None
+        self.completed = False
+        self.done = threading.Event()
+        self.arrived = queue.Queue[Any]()
+
+    def on_next(self, item: Any) -> None:
+        self.items.append(item)
+        self.arrived.put(item)
+
+    def on_error(self, error: Exception) -> None:
+        self.error = error
+        self.done.set()
+
+    def on_completed(self) -> None:
+        self.completed = True
+        self.done.set()
+
+    def wait(self, timeout: float = 10.0) -> Sink:
+        assert self.done.wait(timeout), f"stream did not end; got {len(self.items)} items"
+        return self
+
+    def wait_items(self, n: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.items) < n:
+            assert time.monotonic() < deadline, f"only {len(self.items)} of {n} items"
+            time.sleep(0.005)
+
+
+def subscribe(observable: Any) -> tuple[Sink, Any]:
+    sink = Sink()
+    disposable = observable.subscribe(sink.on_next, sink.on_error, sink.on_completed)
+    return sink, disposable
+
+
+def datas(items: list[Event]) -> list[str]:
+    return [e.data for e in items]
+
+
+def reader_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith("rxlens-"))
+
+
+@pytest.fixture()
+def server() -> Any:
+    with ScriptedServer() as srv:
+        yield srv
+
+
+def test_events_arrive_in_order_and_end_is_stream_closed(server: ScriptedServer) -> None:
+    server.add(sse(frames(range(3))))
+    sink, _ = subscribe(connect(server.url, headers=AUTH))
+    sink.wait()
+    assert datas(sink.items) == ["x 0", "x 1", "x 2"]
+    assert [e.id for e in sink.items] == ["0", "1", "2"]
+    assert isinstance(sink.error, StreamClosed) and sink.error.retryable
+
+
+def test_request_headers(server: ScriptedServer) -> None:
+    server.add(sse(frames(range(1))))
+    subscribe(connect(server.url, headers=AUTH, last_event_id="41"))[0].wait()
+    sent = server.requests[0]
+    assert sent["accept"] == "text/event-stream"
+    assert sent["cache-control"] == "no-cache"
+    assert sent["authorization"] == f"Bearer {KEY}"
+    assert sent["last-event-id"] == "41"
+
+
+def test_no_last_event_id_header_without_a_cursor(server: ScriptedServer) -> None:
+    server.add(sse(frames(range(1))))
+    subscribe(connect(server.url))[0].wait()
+    assert "last-event-id" not in server.requests[0]
+
+
+def test_resubscribing_sends_the_cursor(server: ScriptedServer) -> None:
+    server.add(sse(frames(range(0, 5))), sse(frames(range(5, 6))))
+    source = connect(server.url)
+    subscribe(source)[0].wait()
+    assert source.last_event_id == "4"
+    subscribe(source)[0].wait()
+    assert server.requests[1]["last-event-id"] == "4"
+
+
+def test_subscribe_does_not_block(server: ScriptedServer) -> None:
+    server.add(sse(b"data: a\n\n", then="hold"))
+    started = time.monotonic()
+    sink, disposable = subscribe(connect(server.url))
+    assert time.monotonic() - started < 0.2
+    sink.wait_items(1)
+    disposable.dispose()
+
+
+def test_first_event_of_close_delimited_response_arrives_before_more_bytes(
+    server: ScriptedServer,
+) -> None:
+    release = threading.Event()
+
+    def script(h: Handler) -> None:
+        h.start_sse(chunked=False)
+        h.write(b"data: first\n\n")
+        release.wait(10)
+        h.write(b"data: second\n\n")
+
+    server.add(script)
+    sink, disposable = subscribe(connect(server.url))
+    try:
+        first = sink.arrived.get(timeout=5)  # arrives while the server still holds back
+        assert first.data == "first"
+        assert not release.is_set()
+    finally:
+        release.set()
+    sink.wait()
+    assert datas(sink.items) == ["first", "second"]
+    disposable.dispose()
+
+
+def test_dispose_while_server_silent_closes_socket_and_thread(server: ScriptedServer) -> None:
+    server.add(sse(b"data: a\n\n", then="hold"))
+    before = reader_threads()
+    sink, disposable = subscribe(connect(server.url, timeout=(5, 60)))
+    sink.wait_items(1)
+    started = time.monotonic()
+    disposable.dispose()
+    deadline = started + 0.5
+    while reader_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.005)
+    elapsed = time.monotonic() - started
+    assert reader_threads() == before, "the reader thread outlived dispose"
+    assert elapsed < 0.5
+    assert sink.error is None and not sink.completed  # disposal is silent
+
+
+def test_dispose_before_headers_arrive(server: ScriptedServer) -> None:
+    def slow(h: Handler) -> None:
+        h.hold(10)
+
+    server.add(slow)
+    before = reader_threads()
+    sink, disposable = subscribe(connect(server.url, timeout=(5, 60)))
+    deadline = time.monotonic() + 5
+    while server.connections == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)  # let the request reach its read of the status line
+    started = time.monotonic()
+    disposable.dispose()
+    while reader_threads() > before and time.monotonic() - started < 0.5:
+        time.sleep(0.005)
+    assert reader_threads() == before
+    assert sink.error is None
+
+
+def test_raising_on_next_reaches_subscriber_unchanged_and_never_reconnects(
+    server: ScriptedServer,
+) -> None:
+    server.add(sse(frames(range(5))))
+    boom = RuntimeError("my own bug")
+    errors: list[Exception] = []
+    done = threading.Event()
+
+    def on_next(event: Event) -> None:
+        if event.data == "x 2":
+            raise boom
+
+    def on_error(error: Exception) -> None:
+        errors.append(error)
+        done.set()
+
+    stream(server.url, FAST).subscribe(on_next, on_error)
+    assert done.wait(5)
+    time.sleep(0.2)  # a wrongful reconnect would show up here
+    assert errors == [boom]
+    assert server.connections == 1
+
+
+def test_204_completes(server: ScriptedServer) -> None:
+    server.add(status(204))
+    sink, _ = subscribe(stream(server.url, FAST))
+    sink.wait()
+    assert sink.completed and sink.error is None
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "error_type"),
+    [(401, AuthenticationError), (403, AuthenticationError), (404, NotFound)],
+)
+def test_client_errors_are_typed_and_never_retried(
+    server: ScriptedServer, code: int, error_type: type[Exception]
+) -> None:
+    server.add(status(code, b'{"detail": "Invalid API key"}', {"Content-Type": "application/json"}))
+    sink, _ = subscribe(stream(server.url, FAST, headers=AUTH))
+    sink.wait()
+    assert isinstance(sink.error, error_type)
+    assert sink.error.status == code  # type: ignore[attr-defined]
+    assert "Invalid API key" in str(sink.error)
+    assert KEY not in str(sink.error) and KEY not in repr(sink.error)
+    assert server.connections == 1
+
+
+def test_other_4xx_is_not_retried(server: ScriptedServer) -> None:
+    server.add(status(422, b"bad"))
+    sink, _ = subscribe(stream(server.url, FAST))
+    sink.wait()
+    assert type(sink.error) is HTTPStatusError and not sink.error.retryable
+    assert server.connections == 1
+
+
+def test_429_with_retry_after_is_honoured(server: ScriptedServer) -> None:
+    server.add(status(429, b"slow down", {"Retry-After": "1"}), sse(frames(range(2))))
+    states: list[ConnectionState] = []
+    policy = RetryPolicy(base=0.0, jitter=0.0, max_attempts=3)
+    started = time.monotonic()
+    sink, disposable = subscribe(stream(server.url, policy, on_state=states.append))
+    sink.wait_items(2)
+    disposable.dispose()
+    assert time.monotonic() - started >= 0.95
+    backoff = [s for s in states if s.kind == "backing_off"]
+    assert backoff[0].delay == pytest.approx(1.0)
+    assert isinstance(backoff[0].error, HTTPStatusError) and backoff[0].error.status == 429
+
+
+def test_503_is_retried(server: ScriptedServer) -> None:
+    server.add(status(503), status(503), sse(frames(range(2))))
+    sink, disposable = subscribe(stream(server.url, FAST))
+    sink.wait_items(2)
+    disposable.dispose()
+    assert datas(sink.items) == ["x 0", "x 1"]
+    assert server.connections >= 3
+
+
+def test_gives_up_with_the_last_cause(server: ScriptedServer) -> None:
+    server.add(status(503, b"down"))
+    sink, _ = subscribe(stream(server.url, RetryPolicy.immediate(max_attempts=2)))
+    sink.wait()
+    assert isinstance(sink.error, RetriesExhausted)
+    assert isinstance(sink.error.last_error, HTTPStatusError)
+    assert sink.error.__cause__ is sink.error.last_error
+    assert server.connections == 3
+
+
+def test_wrong_content_type(server: ScriptedServer) -> None:
+    server.add(sse(b"<html>", content_type="text/html"))
+    sink, _ = subscribe(stream(server.url, FAST))
+    sink.wait()
+    assert isinstance(sink.error, ContentTypeError)
+    assert server.connections == 1
+
+
+def test_content_type_with_parameters_and_case(server: ScriptedServer) -> None:
+    server.add(sse(frames(range(1)), content_type="Text/Event-Stream; charset=utf-8"))
+    sink, _ = subscribe(connect(server.url))
+    sink.wait()
+    assert datas(sink.items) == ["x 0"]
+
+
+def test_unreachable_server_is_a_transport_error() -> None:
+    with ScriptedServer() as srv:
+        url = srv.url
+    sink, _ = subscribe(connect(url, timeout=(2, 2)))
+    sink.wait()
+    assert isinstance(sink.error, TransportError) and sink.error.retryable
+
+
+def test_event_too_large_is_not_retried_and_keeps_earlier_events(server: ScriptedServer) -> None:
+    server.add(sse(b"data: ok\n\n" + b"data: " + b"z" * 5000 + b"\n\n"))
+    sink, _ = subscribe(stream(server.url, FAST, max_event_bytes=1000))
+    sink.wait()
+    assert datas(sink.items) == ["ok"]
+    assert isinstance(sink.error, EventTooLarge)
+    assert server.connections == 1
+
+
+def test_retry_field_is_carried_on_the_error(server: ScriptedServer) -> None:
+    server.add(sse(b"retry: 2500\ndata: a\n\n"))
+    source = connect(server.url)
+    sink, _ = subscribe(source)
+    sink.wait()
+    assert source.retry_ms == 2500
+    assert sink.error is not None and sink.error.retry_ms == 2500  # type: ignore[attr-defined]
+
+
+def test_retry_field_sets_the_backoff_base(server: ScriptedServer) -> None:
+    server.add(sse(b"retry: 50\ndata: a\n\n"), sse(b"data: b\n\n", then="hold"))
+    states: list[ConnectionState] = []
+    sink, disposable = subscribe(
+        stream(server.url, RetryPolicy(jitter=0.0), on_state=states.append)
+    )
+    sink.wait_items(2)
+    disposable.dispose()
+    assert [s.delay for s in states if s.kind == "backing_off"] == [pytest.approx(0.05)]
+
+
+def test_state_callback_sequence(server: ScriptedServer) -> None:
+    server.add(sse(frames(range(2)), then="drop"), sse(frames(range(2, 3)), then="hold"))
+    states: list[ConnectionState] = []
+    sink, disposable = subscribe(stream(server.url, FAST, on_state=states.append))
+    sink.wait_items(3)
+    disposable.dispose()
+    kinds = [s.kind for s in states]
+    assert kinds[:5] == ["connecting", "open", "backing_off", "connecting", "open"]
+    assert states[1].headers["Content-Type"] == "text/event-stream"
+    assert states[3].last_event_id == "1"
+    assert all(KEY not in repr(s) for s in states)
+
+
+def test_replayed_events_are_not_delivered_twice(server: ScriptedServer) -> None:
+    # The server ignores Last-Event-ID and replays from the start each time.
+    server.add(sse(frames(range(0, 3)), then="drop"), sse(frames(range(0, 6)), then="hold"))
+    sink, disposable = subscribe(stream(server.url, FAST))
+    sink.wait_items(6)
+    time.sleep(0.1)
+    disposable.dispose()
+    assert datas(sink.items) == [f"x {i}" for i in range(6)]
+    assert server.requests[1]["last-event-id"] == "2"
+
+
+def test_repr_hides_headers() -> None:
+    source = connect("http://127.0.0.1:1/x", headers=AUTH)
+    assert KEY not in repr(source)
+
+
+# --- resume after any drop point --------------------------------------------------------------
+
+TOTAL = 30
+ALL_FRAMES = [b"id: %d\ndata: event %d\n\n" % (i, i) for i in range(TOTAL)]
+
+
+def resuming_script(cuts: list[int]) -> Any:
+    """Serve from Last-Event-ID; connection k drops after ``cuts[k]`` more bytes."""
+    counter = iter(range(10**6))
+
+    def script(h: Handler) -> None:
+        k = next(counter)
+        after = h.headers.get("Last-Event-ID")
+        start = int(after) + 1 if after else 0
+        body = b"".join(ALL_FRAMES[start:])
+        h.start_sse(chunked=k % 2 == 0)
+        if k < len(cuts):
+            h.write(body[: cuts[k] % (len(body) + 1)])
+            h.drop()
+        else:
+            h.write(body)
+            h.hold(5)
+
+    return script
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(st.integers(0, 2000), min_size=1, max_size=5))
+def test_resume_after_any_drop_point_gives_each_event_exactly_once(cuts: list[int]) -> None:
+    with ScriptedServer() as server:
+        server.add(resuming_script(cuts))
+        sink, disposable = subscribe(stream(server.url, FAST))
+        sink.wait_items(TOTAL)
+        disposable.dispose()
+        assert datas(sink.items) == [f"event {i}" for i in range(TOTAL)]
+        assert sink.error is None

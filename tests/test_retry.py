@@ -1,0 +1,373 @@
+"""RetryPolicy (pure) and the resume operator, in virtual time."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reactivex import operators as ops
+from reactivex.testing import ReactiveTest, TestScheduler
+
+from rxlens.errors import (
+    AuthenticationError,
+    HTTPStatusError,
+    RetriesExhausted,
+    StreamClosed,
+    TransportError,
+)
+from rxlens.operators._resume import resume
+from rxlens.retry import RetryPolicy, RetryState, is_retryable
+from rxlens.sse import ConnectionState
+
+on_next = ReactiveTest.on_next
+on_error = ReactiveTest.on_error
+on_completed = ReactiveTest.on_completed
+subscribe = ReactiveTest.subscribe
+
+DROP = TransportError("connection reset")
+
+
+def delays(policy: RetryPolicy, n: int, error: Exception = DROP, **kw: Any) -> list[float]:
+    state = RetryState()
+    out = []
+    for i in range(n):
+        decision = policy.decide(error, state, now=float(i), **kw)
+        assert decision.retry
+        out.append(decision.delay)
+        state = decision.state
+    return out
+
+
+# --- RetryPolicy ------------------------------------------------------------------------------
+
+
+def test_documented_defaults() -> None:
+    policy = RetryPolicy()
+    assert (policy.base, policy.multiplier, policy.cap, policy.jitter, policy.reset_after) == (
+        1.0,
+        2.0,
+        30.0,
+        0.5,
+        60.0,
+    )
+    assert policy.max_attempts is None and policy.max_elapsed is None
+    assert RetryPolicy.default() == policy
+
+
+def test_exponential_delays_capped() -> None:
+    policy = RetryPolicy(jitter=0.0)
+    assert delays(policy, 7) == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_jitter_bounds_example() -> None:
+    policy = RetryPolicy(seed=7)
+    for attempt, delay in enumerate(delays(policy, 8), start=1):
+        low, high = policy.bounds(attempt)
+        assert low <= delay <= high
+
+
+@settings(max_examples=300)
+@given(
+    base=st.floats(0, 10),
+    multiplier=st.floats(1, 4),
+    cap=st.floats(0, 100),
+    jitter=st.floats(0, 1),
+    seed=st.integers(0, 2**32),
+    attempts=st.integers(1, 40),
+)
+def test_delays_stay_inside_their_bounds(
+    base: float, multiplier: float, cap: float, jitter: float, seed: int, attempts: int
+) -> None:
+    policy = RetryPolicy(base=base, multiplier=multiplier, cap=cap, jitter=jitter, seed=seed)
+    for attempt, delay in enumerate(delays(policy, attempts), start=1):
+        low, high = policy.bounds(attempt)
+        assert 0 <= low <= delay + 1e-9
+        assert delay <= high + 1e-9 <= cap + 2e-9
+
+
+def test_seeded_jitter_is_deterministic() -> None:
+    assert delays(RetryPolicy(seed=3), 6) == delays(RetryPolicy(seed=3), 6)
+    assert delays(RetryPolicy(seed=3), 6) != delays(RetryPolicy(seed=4), 6)
+
+
+def test_max_attempts() -> None:
+    policy = RetryPolicy(max_attempts=2, jitter=0)
+    state = RetryState()
+    results = []
+    for _ in range(3):
+        decision = policy.decide(DROP, state, now=0.0)
+        results.append(decision.retry)
+        state = decision.state
+    assert results == [True, True, False]
+
+
+def test_max_elapsed() -> None:
+    policy = RetryPolicy(max_elapsed=10, jitter=0)
+    first = policy.decide(DROP, RetryState(), now=100.0)
+    assert first.retry and first.state.started_at == 100.0
+    assert policy.decide(DROP, first.state, now=110.0).retry
+    assert not policy.decide(DROP, first.state, now=110.5).retry
+
+
+def test_reset_after_healthy_period() -> None:
+    policy = RetryPolicy(jitter=0)
+    state = RetryState()
+    for _ in range(4):
+        state = policy.decide(DROP, state, now=0.0).state
+    assert state.attempt == 4
+    short = policy.decide(DROP, state, now=0.0, healthy_for=59.9)
+    assert short.delay == 16
+    reset = policy.decide(DROP, state, now=0.0, healthy_for=60.0)
+    assert reset.delay == 1 and reset.state.attempt == 1
+
+
+def test_retry_field_replaces_base() -> None:
+    policy = RetryPolicy(jitter=0)
+    assert delays(policy, 3, retry_ms=250) == [0.25, 0.5, 1.0]
+
+
+def test_retry_after_is_a_floor_clamped_to_cap() -> None:
+    policy = RetryPolicy(jitter=0, cap=30)
+    assert policy.decide(DROP, RetryState(), now=0.0, retry_after=7).delay == 7
+    assert policy.decide(DROP, RetryState(), now=0.0, retry_after=0.1).delay == 1
+    assert policy.decide(DROP, RetryState(), now=0.0, retry_after=3600).delay == 30
+
+
+def test_retry_after_taken_from_the_error() -> None:
+    error = HTTPStatusError(429, "http://x", "slow", retry_after=5)
+    assert RetryPolicy(jitter=0).decide(error, RetryState(), now=0.0).delay == 5
+
+
+def test_non_retryable_errors() -> None:
+    policy = RetryPolicy()
+    assert not policy.decide(ValueError("x"), RetryState(), now=0.0).retry
+    assert not policy.decide(AuthenticationError(401, "u"), RetryState(), now=0.0).retry
+    assert not policy.decide(HTTPStatusError(400, "u"), RetryState(), now=0.0).retry
+    for code in (408, 429, 500, 502, 503, 504):
+        assert policy.decide(HTTPStatusError(code, "u"), RetryState(), now=0.0).retry
+
+
+def test_downstream_errors_are_never_retryable() -> None:
+    error = TransportError("raised by the user's on_next")
+    error._rxlens_downstream = True  # type: ignore[attr-defined]
+    assert not is_retryable(error)
+
+
+def test_custom_predicate() -> None:
+    policy = RetryPolicy(retryable=lambda e: isinstance(e, KeyError))
+    assert policy.decide(KeyError("k"), RetryState(), now=0.0).retry
+    assert not policy.decide(DROP, RetryState(), now=0.0).retry
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"base": -1}, {"multiplier": 0.5}, {"jitter": 1.5}, {"max_attempts": -1}, {"max_elapsed": -1}],
+)
+def test_invalid_policies(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(**kwargs)
+
+
+def test_policy_is_immutable() -> None:
+    with pytest.raises(AttributeError):
+        RetryPolicy().base = 5  # type: ignore[misc]
+
+
+def test_huge_attempt_counts_do_not_overflow() -> None:
+    assert RetryPolicy(jitter=0).backoff(100_000) == 30
+
+
+# --- resume in virtual time -------------------------------------------------------------------
+
+
+class Item(NamedTuple):
+    id: str | None
+    value: str
+
+
+def test_resubscribes_after_the_policy_delay() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_next(10, "a"), on_error(20, DROP))
+    result = scheduler.start(
+        lambda: xs.pipe(resume(RetryPolicy(base=5, jitter=0))), disposed=280
+    )
+    assert result.messages == [on_next(210, "a"), on_next(235, "a"), on_next(265, "a")]
+    assert xs.subscriptions == [
+        subscribe(200, 220),
+        subscribe(225, 245),
+        subscribe(255, 275),
+    ]
+
+
+def test_completion_passes_through() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_next(10, "a"), on_completed(20))
+    result = scheduler.start(lambda: xs.pipe(resume()))
+    assert result.messages == [on_next(210, "a"), on_completed(220)]
+    assert xs.subscriptions == [subscribe(200, 220)]
+
+
+def test_non_retryable_error_passes_at_once_unchanged() -> None:
+    scheduler = TestScheduler()
+    error = AuthenticationError(401, "http://x")
+    xs = scheduler.create_cold_observable(on_next(10, "a"), on_error(20, error))
+    result = scheduler.start(lambda: xs.pipe(resume()))
+    assert result.messages == [on_next(210, "a"), on_error(220, error)]
+    assert xs.subscriptions == [subscribe(200, 220)]
+
+
+def test_gives_up_with_retries_exhausted() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_error(10, DROP))
+    policy = RetryPolicy(base=1, jitter=0, max_attempts=2)
+    result = scheduler.start(lambda: xs.pipe(resume(policy)))
+    # attempts at 200, 211 (+1), 223 (+2); the third failure at 233 gives up.
+    assert len(result.messages) == 1
+    message = result.messages[0]
+    assert message.time == 233
+    error = message.value.exception
+    assert isinstance(error, RetriesExhausted)
+    assert error.last_error is DROP and error.__cause__ is DROP
+    assert error.attempts == 2
+    assert xs.subscriptions == [subscribe(200, 210), subscribe(211, 221), subscribe(223, 233)]
+
+
+def test_replayed_ids_are_dropped() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(
+        on_next(10, Item("1", "a")),
+        on_next(20, Item("2", "b")),
+        on_next(25, Item(None, "no id")),
+        on_error(30, DROP),
+    )
+    result = scheduler.start(
+        lambda: xs.pipe(resume(RetryPolicy(base=1, jitter=0, max_attempts=1))),
+        disposed=1000,
+    )
+    values = [m.value.value for m in result.messages if m.value.kind == "N"]
+    # The second subscription replays 1 and 2: dropped. Items without an id always pass.
+    assert values == [Item("1", "a"), Item("2", "b"), Item(None, "no id"), Item(None, "no id")]
+
+
+@pytest.mark.parametrize(
+    ("remember", "expected"),
+    [
+        (3, ["1", "2", "3"]),  # the whole replay is recognised
+        # Only the last two ids are kept: "1" was forgotten, passes again and evicts "2", ...
+        (2, ["1", "2", "3", "1", "2", "3"]),
+        (0, ["1", "2", "3", "1", "2", "3"]),  # no memory: no de-duplication
+    ],
+)
+def test_remember_bounds_the_id_memory(remember: int, expected: list[str]) -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(
+        on_next(10, Item("1", "a")),
+        on_next(11, Item("2", "b")),
+        on_next(12, Item("3", "c")),
+        on_error(30, DROP),
+    )
+    policy = RetryPolicy(base=1, jitter=0, max_attempts=1)
+    result = scheduler.start(
+        lambda: xs.pipe(resume(policy, remember=remember)),
+        disposed=1000,
+    )
+    ids = [m.value.value.id for m in result.messages if m.value.kind == "N"]
+    assert ids == expected
+
+
+def test_dispose_during_backoff_cancels_the_reconnect() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_error(10, DROP))
+    result = scheduler.start(lambda: xs.pipe(resume(RetryPolicy(base=50, jitter=0))), disposed=230)
+    assert result.messages == []
+    assert xs.subscriptions == [subscribe(200, 210)]
+
+
+def test_each_subscription_gets_a_fresh_budget() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_error(10, DROP))
+    pipeline = xs.pipe(resume(RetryPolicy(base=1, jitter=0, max_attempts=1)))
+    first: list[Any] = []
+    second: list[Any] = []
+    pipeline.subscribe(on_error=first.append, scheduler=scheduler)
+    scheduler.advance_to(100)
+    pipeline.subscribe(on_error=second.append, scheduler=scheduler)
+    scheduler.advance_to(200)
+    assert len(first) == 1 and len(second) == 1
+    assert len(xs.subscriptions) == 4  # two attempts for each subscription
+
+
+def test_healthy_connection_resets_backoff() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_next(1, "a"), on_next(80, "b"), on_error(90, DROP))
+    states: list[ConnectionState] = []
+    scheduler.start(
+        lambda: xs.pipe(
+            resume(RetryPolicy(base=1, jitter=0, reset_after=60), on_state=states.append)
+        ),
+        disposed=500,
+    )
+    assert [s.delay for s in states if s.kind == "backing_off"][:3] == [1, 1, 1]
+
+
+def test_state_reports_backing_off_and_failed() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_error(10, DROP))
+    states: list[ConnectionState] = []
+    scheduler.start(
+        lambda: xs.pipe(
+            resume(RetryPolicy(base=2, jitter=0, max_attempts=1), on_state=states.append)
+        )
+    )
+    assert [(s.kind, s.attempt, s.delay) for s in states] == [
+        ("backing_off", 1, 2),
+        ("failed", 2, None),
+    ]
+    assert states[0].error is DROP
+
+
+def test_errors_after_items_are_seen_in_order() -> None:
+    scheduler = TestScheduler()
+    closed = StreamClosed("closed")
+    xs = scheduler.create_cold_observable(on_next(5, "a"), on_error(6, closed))
+    result = scheduler.start(
+        lambda: xs.pipe(resume(RetryPolicy.never())),
+    )
+    assert result.messages[0] == on_next(205, "a")
+    assert isinstance(result.messages[1].value.exception, RetriesExhausted)
+
+
+def test_exception_in_downstream_on_next_is_not_retried() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_next(10, "a"), on_next(20, "b"))
+    errors: list[Exception] = []
+    seen: list[str] = []
+
+    def user_on_next(value: str) -> None:
+        seen.append(value)
+        raise TransportError("looks like a network error but is the user's")
+
+    xs.pipe(resume(RetryPolicy.immediate())).subscribe(
+        user_on_next, errors.append, scheduler=scheduler
+    )
+    scheduler.advance_to(100)
+    assert seen == ["a"]
+    assert len(errors) == 1 and isinstance(errors[0], TransportError)
+    assert len(xs.subscriptions) == 1
+
+
+def test_works_after_other_operators() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_next(10, 1), on_error(20, DROP))
+    result = scheduler.start(
+        lambda: xs.pipe(ops.map(lambda v: v * 10), resume(RetryPolicy(base=1, jitter=0))),
+        disposed=240,
+    )
+    assert result.messages == [on_next(210, 10), on_next(231, 10)]
+
+
+def test_remember_must_not_be_negative() -> None:
+    with pytest.raises(ValueError):
+        resume(remember=-1)
