@@ -169,9 +169,9 @@ class SSESource(Observable[Event]):
             observer.on_completed()
             return
         assert error is not None
-        if isinstance(error, RxLensError) and not getattr(error, "_rxlens_downstream", False):
-            if error.retry_ms is None:
-                error.retry_ms = self.retry_ms
+        downstream = getattr(error, "_rxlens_downstream", False)
+        if isinstance(error, RxLensError) and not downstream and error.retry_ms is None:
+            error.retry_ms = self.retry_ms
         observer.on_error(error)
 
     def _pump(
