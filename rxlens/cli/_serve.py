@@ -1,0 +1,78 @@
+"""``rxlens serve``: run the Lens emulator until Ctrl-C.
+
+Prints the base URL, the API key and a ready session id, then serves. The key is printed
+because the user needs it to connect; it is never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any
+
+from rxlens.emulator import LENSES, Faults, LensEmulator
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run a local Lens API emulator (no API key, no network)",
+        description=(
+            "Run a local Archetype AI Lens API emulator on 127.0.0.1 with one ready session. "
+            "Stop it with Ctrl-C."
+        ),
+        epilog=(
+            "Faults: comma-separated name=value pairs, e.g. "
+            "--faults drop_after=20,fail_next=2,fail_status=429. Names: "
+            "drop_after drop_rate drops stall_after stall_for stalls fail_next fail_status "
+            "retry_after malformed malformed_every crlf retry_ms large_event_after slow_drip "
+            "ids close_delimited content_type."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any)")
+    parser.add_argument(
+        "--lens",
+        default="activity-monitor",
+        choices=sorted(LENSES),
+        help="scripted lens of the ready session (default activity-monitor)",
+    )
+    parser.add_argument("--rate", type=float, default=None, help="events per second (default 1)")
+    parser.add_argument("--seed", type=int, default=None, help="make the output reproducible")
+    parser.add_argument("--api-key", default=None, help="the key to accept (default: generated)")
+    parser.add_argument("--faults", default="", metavar="SPEC", help="faults to inject (below)")
+    parser.add_argument(
+        "--heartbeat-interval", type=float, default=5.0, help="seconds (default 5)"
+    )
+    parser.add_argument("--idle-timeout", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument(
+        "--replay", choices=("live", "all"), default="live", help="what a new reader sees first"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
+    """Serve until Ctrl-C (or until ``stop`` is set, for embedding)."""
+    faults = Faults.parse(args.faults) if args.faults else None
+    emulator = LensEmulator(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        heartbeat_interval=args.heartbeat_interval,
+        idle_timeout=args.idle_timeout,
+        replay=args.replay,
+        faults=faults,
+        seed=args.seed,
+    )
+    with emulator:
+        session_id = emulator.create_session(args.lens, rate=args.rate, seed=args.seed)
+        print(f"Lens emulator serving at {emulator.base_url} (also {emulator.root_url}/v0.5)")
+        print(f"API key:    {emulator.api_key}")
+        print(f"Session id: {session_id} (lens {args.lens})")
+        print(f"Stream:     curl -N -H 'Authorization: Bearer {emulator.api_key}' \\")
+        print(f"              {emulator.consumer_url(session_id)}")
+        print("Press Ctrl-C to stop.", flush=True)
+        (stop or threading.Event()).wait()
+    sys.stdout.flush()
+    return 0
