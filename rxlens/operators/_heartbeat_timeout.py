@@ -1,0 +1,121 @@
+"""``heartbeat_timeout``: fail a stream that has gone silent."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from reactivex import Observable, abc
+from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAssignmentDisposable
+from reactivex.scheduler import TimeoutScheduler
+
+from rxlens.errors import HeartbeatTimeout
+
+_T = TypeVar("_T")
+
+
+def heartbeat_timeout(
+    seconds: float, scheduler: abc.SchedulerBase | None = None
+) -> Callable[[Observable[_T]], Observable[_T]]:
+    """Fail with :class:`~rxlens.errors.HeartbeatTimeout` when no item arrives for ``seconds``.
+
+    The Lens server sends a heartbeat every ~5 s while no result flows, so a stream silent for
+    much longer is dead even if its socket looks open. Every item restarts the timer, whatever
+    it is: heartbeats are the point, which is why this goes before ``only_results`` (which
+    drops them). The first timer starts at subscription. The error carries ``seconds`` and
+    ``last_frame_at``, the scheduler time (epoch seconds) of the last item, or of the
+    subscription when none came. On timeout the source is disposed (closing the connection),
+    so a ``resume``/``retry`` downstream reconnects cleanly.
+
+    Works on any Observable. Time comes from ``scheduler``, else the subscription's scheduler,
+    else ``TimeoutScheduler``. A lock per subscription serialises items and the timer, so an
+    item arriving as the timer fires is either delivered (and the timer re-armed) or dropped
+    after the error, never both; the timer is disposed on completion, error and disposal.
+
+    Marble diagram (``heartbeat_timeout(3)``; one character is one second; ``h`` heartbeat,
+    ``r`` result)::
+
+        source:                -h-r--h-----
+        heartbeat_timeout(3):  -h-r--h--#
+            (source subscription: ^--------!)
+
+    Raises:
+        ValueError: ``seconds`` is not positive.
+    """
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+
+    def operator(source: Observable[_T]) -> Observable[_T]:
+        def subscribe(
+            observer: abc.ObserverBase[_T], sub_scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            sched = scheduler or sub_scheduler or TimeoutScheduler.singleton()
+            # Re-entrant: an observer may synchronously dispose or push while we emit.
+            lock = threading.RLock()
+            timer = SerialDisposable()
+            subscription = SingleAssignmentDisposable()
+            # `generation` tells a timer that fired late (its item already superseded) to stand
+            # down: disposing a scheduled action cannot stop one that has already started.
+            generation = 0
+            stopped = False
+            last_frame_at = _seconds(sched)
+
+            def arm() -> None:
+                armed = generation
+
+                def fire(_: abc.SchedulerBase, __: Any = None) -> None:
+                    nonlocal stopped
+                    with lock:
+                        if stopped or armed != generation:
+                            return
+                        stopped = True
+                        observer.on_error(HeartbeatTimeout(seconds, last_frame_at))
+                    subscription.dispose()
+
+                timer.disposable = sched.schedule_relative(seconds, fire)
+
+            def on_next(item: _T) -> None:
+                nonlocal generation, last_frame_at
+                with lock:
+                    if stopped:
+                        return
+                    generation += 1
+                    last_frame_at = _seconds(sched)
+                    # Armed before emitting: the silence is measured from the item's arrival,
+                    # not from when a slow subscriber finished with it.
+                    arm()
+                    observer.on_next(item)
+
+            def on_error(error: Exception) -> None:
+                nonlocal stopped
+                with lock:
+                    if stopped:
+                        return
+                    stopped = True
+                    timer.dispose()
+                    observer.on_error(error)
+
+            def on_completed() -> None:
+                nonlocal stopped
+                with lock:
+                    if stopped:
+                        return
+                    stopped = True
+                    timer.dispose()
+                    observer.on_completed()
+
+            with lock:
+                arm()
+            subscription.disposable = source.subscribe(
+                on_next, on_error, on_completed, scheduler=sub_scheduler
+            )
+            return CompositeDisposable(subscription, timer)
+
+        return Observable(subscribe)
+
+    return operator
+
+
+def _seconds(scheduler: abc.SchedulerBase) -> float:
+    return float(scheduler.to_seconds(scheduler.now))

@@ -1,0 +1,288 @@
+"""heartbeat_timeout: virtual-time tests, and the race between a late item and the timer."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+import reactivex
+from reactivex import operators as ops
+from reactivex.disposable import Disposable
+from reactivex.scheduler import VirtualTimeScheduler
+from reactivex.scheduler.scheduler import Scheduler
+from reactivex.testing import ReactiveTest, TestScheduler
+
+from rxlens.errors import HeartbeatTimeout, RxLensError
+from rxlens.events import Heartbeat, InferenceResult
+from rxlens.operators._heartbeat_timeout import heartbeat_timeout
+from rxlens.operators._only_results import only_results
+
+on_next, on_completed, on_error = (
+    ReactiveTest.on_next,
+    ReactiveTest.on_completed,
+    ReactiveTest.on_error,
+)
+subscribe = ReactiveTest.subscribe
+
+H = Heartbeat("lsn-1")
+R = InferenceResult(["x"])
+
+
+def timed_out(seconds: float, last_frame_at: float) -> Any:
+    def predicate(error: Exception) -> bool:
+        return (
+            isinstance(error, HeartbeatTimeout)
+            and error.seconds == seconds
+            and error.last_frame_at == last_frame_at
+        )
+
+    return predicate
+
+
+def test_every_item_resets_the_timer_then_silence_fails() -> None:
+    scheduler = TestScheduler()
+    xs: Any = scheduler.create_hot_observable(
+        on_next(210, H), on_next(225, R), on_next(239, H), on_next(260, R)
+    )
+    results = scheduler.start(lambda: xs.pipe(heartbeat_timeout(15)))
+    # Expected on the left: reactivex compares error predicates only from that side.
+    assert [
+        on_next(210, H),
+        on_next(225, R),
+        on_next(239, H),
+        on_error(254, timed_out(15, 239.0)),
+    ] == results.messages
+    assert xs.subscriptions == [subscribe(200, 254)]
+
+
+def test_silence_from_the_start_counts_from_subscription() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(230, H))
+    results = scheduler.start(lambda: xs.pipe(heartbeat_timeout(10)))
+    assert [on_error(210, timed_out(10, 200.0))] == results.messages
+    assert xs.subscriptions == [subscribe(200, 210)]
+
+
+def test_error_is_retryable_timeout() -> None:
+    error = HeartbeatTimeout(15, 239.0)
+    assert isinstance(error, TimeoutError) and isinstance(error, RxLensError) and error.retryable
+
+
+def test_completion_and_errors_pass_and_cancel_the_timer() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(205, H), on_completed(212))
+    results = scheduler.start(lambda: xs.pipe(heartbeat_timeout(10)))
+    assert results.messages == [on_next(205, H), on_completed(212)]
+    assert xs.subscriptions == [subscribe(200, 212)]
+    # No timer left behind: nothing is queued after completion.
+    assert len(scheduler._queue) == 0
+
+    scheduler = TestScheduler()
+    boom = ConnectionError("reset")
+    ys = scheduler.create_hot_observable(on_error(205, boom))
+    results = scheduler.start(lambda: ys.pipe(heartbeat_timeout(10)))
+    assert results.messages == [on_error(205, boom)]
+    assert len(scheduler._queue) == 0
+
+
+def test_disposal_cancels_the_timer() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(205, H))
+    results = scheduler.start(lambda: xs.pipe(heartbeat_timeout(10)), disposed=208)
+    assert results.messages == [on_next(205, H)]
+    assert xs.subscriptions == [subscribe(200, 208)]
+    scheduler.advance_to(1000)
+    assert results.messages == [on_next(205, H)]
+
+
+def test_goes_before_only_results_because_heartbeats_keep_it_alive() -> None:
+    beats = [on_next(200 + t, H) for t in range(5, 60, 5)]
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(*beats, on_next(262, R), on_completed(270))
+    right = scheduler.start(lambda: xs.pipe(heartbeat_timeout(8), only_results()))
+    assert right.messages == [on_next(262, R), on_completed(270)]
+
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(*beats, on_next(262, R), on_completed(270))
+    wrong = scheduler.start(lambda: xs.pipe(only_results(), heartbeat_timeout(8)))
+    assert [on_error(208, timed_out(8, 200.0))] == wrong.messages
+
+
+def test_scheduler_argument_wins_over_the_subscription_scheduler() -> None:
+    own = TestScheduler()
+    other = TestScheduler()
+    results: list[Any] = []
+    reactivex.never().pipe(heartbeat_timeout(5, scheduler=own)).subscribe(
+        on_error=results.append, scheduler=other
+    )
+    other.advance_to(100)
+    assert results == []
+    own.advance_to(5)
+    assert len(results) == 1 and isinstance(results[0], HeartbeatTimeout)
+
+
+def test_subscription_scheduler_is_used_and_forwarded() -> None:
+    scheduler = TestScheduler()
+    seen: list[Any] = []
+
+    def source(observer: Any, sched: Any = None) -> Any:
+        seen.append(sched)
+        return reactivex.disposable.Disposable()
+
+    errors: list[Exception] = []
+    reactivex.create(source).pipe(heartbeat_timeout(3)).subscribe(
+        on_error=errors.append, scheduler=scheduler
+    )
+    assert seen == [scheduler]
+    scheduler.advance_to(3)
+    assert len(errors) == 1
+
+
+def test_works_on_any_observable() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(201, 1), on_next(203, "a"), on_completed(204))
+    results = scheduler.start(lambda: xs.pipe(heartbeat_timeout(5), ops.map(str)))
+    assert results.messages == [on_next(201, "1"), on_next(203, "a"), on_completed(204)]
+
+
+def test_state_is_per_subscription() -> None:
+    scheduler = TestScheduler()
+    op = heartbeat_timeout(5)
+    xs = scheduler.create_cold_observable(on_next(2, H), on_next(4, H))
+    a: list[Any] = []
+    b: list[Any] = []
+    xs.pipe(op).subscribe(a.append, a.append, scheduler=scheduler)
+    scheduler.advance_to(3)
+    xs.pipe(op).subscribe(b.append, b.append, scheduler=scheduler)
+    scheduler.advance_to(100)
+    assert a[:2] == [H, H] and isinstance(a[2], HeartbeatTimeout) and a[2].last_frame_at == 4
+    assert b[:2] == [H, H] and isinstance(b[2], HeartbeatTimeout) and b[2].last_frame_at == 7
+
+
+@pytest.mark.parametrize("seconds", [0, -1.0])
+def test_seconds_must_be_positive(seconds: float) -> None:
+    with pytest.raises(ValueError, match="seconds"):
+        heartbeat_timeout(seconds)
+
+
+class ManualScheduler(Scheduler):
+    """Records timers instead of running them, so a test can fire one at any moment, even
+    after it was disposed (a timer that had already started when its item arrived)."""
+
+    def __init__(self) -> None:
+        self.timers: list[tuple[Any, Disposable]] = []
+
+    @property
+    def now(self) -> datetime:
+        return datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+    def schedule(self, action: Any, state: Any = None) -> Disposable:
+        return self.schedule_relative(0, action, state)
+
+    def schedule_relative(self, duetime: Any, action: Any, state: Any = None) -> Disposable:
+        disposable = Disposable()
+        self.timers.append((lambda: action(self, state), disposable))
+        return disposable
+
+    def schedule_absolute(self, duetime: Any, action: Any, state: Any = None) -> Disposable:
+        return self.schedule_relative(0, action, state)
+
+
+def test_a_superseded_timer_that_fires_late_is_ignored() -> None:
+    scheduler = ManualScheduler()
+    subject: reactivex.subject.Subject[int] = reactivex.subject.Subject()
+    log: list[Any] = []
+    subject.pipe(heartbeat_timeout(5, scheduler=scheduler)).subscribe(log.append, log.append)
+    subject.on_next(1)
+    (fire_first, first), (fire_second, second) = scheduler.timers
+    assert first.is_disposed and not second.is_disposed
+    fire_first()  # stale: its item was superseded
+    assert log == [1]
+    fire_second()
+    assert log[0] == 1 and isinstance(log[1], HeartbeatTimeout)
+    subject.on_next(2)  # late item after the error: dropped
+    fire_second()
+    assert len(log) == 2
+    assert second.is_disposed
+
+
+def test_timer_waits_for_an_item_being_delivered() -> None:
+    # The timer fires on another thread while the item's on_next is still running: the error
+    # must wait for on_next to return, never overlap it.
+    scheduler = ManualScheduler()
+    subject: reactivex.subject.Subject[int] = reactivex.subject.Subject()
+    log: list[Any] = []
+    entered = threading.Event()
+    release = threading.Event()
+
+    def on_next(value: int) -> None:
+        entered.set()
+        release.wait(10)
+        log.append(value)
+
+    subject.pipe(heartbeat_timeout(5, scheduler=scheduler)).subscribe(on_next, log.append)
+    pusher = threading.Thread(target=subject.on_next, args=(1,))
+    pusher.start()
+    assert entered.wait(10)
+    fire, _ = scheduler.timers[-1]
+    firer = threading.Thread(target=fire)
+    firer.start()
+    firer.join(0.2)
+    blocked = firer.is_alive()
+    release.set()
+    pusher.join(10)
+    firer.join(10)
+    assert blocked, "the timer did not wait for the item being delivered"
+    assert log[0] == 1 and isinstance(log[1], HeartbeatTimeout) and len(log) == 2
+
+
+def test_many_items_racing_the_timer_keep_the_grammar() -> None:
+    # Items on one thread, the timer on another, many times over: items, then at most one
+    # error, never an item after it and never two notifications at once.
+    for _ in range(100):
+        race_once()
+
+
+def race_once() -> None:
+    scheduler = VirtualTimeScheduler()
+    subject: reactivex.subject.Subject[int] = reactivex.subject.Subject()
+    log: list[Any] = []
+    inside = threading.Lock()
+    overlap: list[bool] = []
+
+    def record(value: Any) -> None:
+        if not inside.acquire(blocking=False):
+            overlap.append(True)
+            return
+        try:
+            log.append(value)
+        finally:
+            inside.release()
+
+    subject.pipe(heartbeat_timeout(1, scheduler=scheduler)).subscribe(
+        record, record, scheduler=scheduler
+    )
+    start = threading.Barrier(2)
+
+    def push() -> None:
+        start.wait()
+        for i in range(20):
+            subject.on_next(i)
+
+    def fire() -> None:
+        start.wait()
+        scheduler.advance_by(1)
+
+    threads = [threading.Thread(target=push), threading.Thread(target=fire)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not overlap
+    errors = [i for i, v in enumerate(log) if isinstance(v, HeartbeatTimeout)]
+    assert len(errors) <= 1
+    if errors:
+        assert errors[0] == len(log) - 1
