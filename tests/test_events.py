@@ -351,3 +351,40 @@ def test_broken_bytes_wrapper_is_malformed(text: str) -> None:
 
 def test_deep_nesting_is_malformed_not_a_crash() -> None:
     assert isinstance(parse_event(Event("[" * 100_000)), MalformedEvent)
+
+
+# --- the fast path -------------------------------------------------------------------------------
+
+
+def test_documented_shapes_never_reach_marshmallow(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Performance guard without timing: a valid frame of every documented shape is decoded by
+    # the structural check alone; marshmallow runs only for frames that need a verdict.
+    import rxlens.schemas
+
+    def refuse(payload: object) -> None:
+        raise AssertionError(f"marshmallow ran for {payload!r}")
+
+    monkeypatch.setattr(rxlens.schemas, "load_fields", refuse)
+    heartbeat = {
+        "type": "sse.stream.heartbeat",
+        "event_data": {
+            "session_id": "lsn-1",
+            "session_status": "SESSION_STATUS_RUNNING",
+            "num_messages": 0,
+            "num_bytes": 0,
+            "message_timeout": 5.0,
+        },
+    }
+    start = {"type": "sse.stream.start", "event_data": {"session_id": "s", "reader_id": "r"}}
+    others = [
+        {"type": "sse.stream.end"},
+        {"type": "session.modify.result", "event_data": {"query_metadata": {"class_name": "A"}}},
+        {"type": "inference.error", "event_data": {"error_messages": ["x failed!"]}},
+        {"type": "error_message", "event_data": {"message": "m"}},
+        {"type": "log.info", "event_data": {}},
+    ]
+    for payload in [VIDEO, CSV, EMBEDDING, heartbeat, start, *others]:
+        event = parse_event(frame(payload))
+        assert not isinstance(event, MalformedEvent)
+    with pytest.raises(AssertionError, match="marshmallow ran"):
+        parse_event(frame({"type": "inference.result", "event_data": {}}))
