@@ -219,6 +219,13 @@ def test_changes_marbles_skip_unlabelled_items() -> None:
     assert src.subscriptions == [subscribe(200, 215)]
 
 
+def test_changes_docstring_marbles() -> None:
+    s = TestScheduler()
+    src = marbles(s, "-A-A-h-A-B-B-A-|", {"h": Heartbeat()})
+    res = s.start(lambda: src.pipe(changes()))
+    assert out(res) == [(1, "N", "A"), (9, "N", "B"), (13, "N", "A"), (15, "C", None)]
+
+
 def test_changes_emits_the_item_and_reads_labels() -> None:
     a1, a2, b = (
         InferenceResult(response=[x, {x: 1}], query_id=q)
