@@ -158,3 +158,15 @@ def test_rxlens_serve_rejects_bad_faults() -> None:
     from rxlens.cli import main
 
     assert main(["serve", "--port", "0", "--faults", "nonsense=1"]) == 1
+
+
+def test_rxlens_serve_reports_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from rxlens.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["serve", "--port", str(busy.getsockname()[1])]) == 1
+    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from rxlens.emulator import LENSES, Faults, LensEmulator
+from rxlens.errors import ConfigurationError
 
 
 def register(subparsers: Any) -> None:
@@ -42,9 +43,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=None, help="make the output reproducible")
     parser.add_argument("--api-key", default=None, help="the key to accept (default: generated)")
     parser.add_argument("--faults", default="", metavar="SPEC", help="faults to inject (below)")
-    parser.add_argument(
-        "--heartbeat-interval", type=float, default=5.0, help="seconds (default 5)"
-    )
+    parser.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds (default 5)")
     parser.add_argument("--idle-timeout", type=float, default=60.0, help="seconds (default 60)")
     parser.add_argument(
         "--replay", choices=("live", "all"), default="live", help="what a new reader sees first"
@@ -65,6 +64,12 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         faults=faults,
         seed=args.seed,
     )
+    try:
+        emulator.start()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from exc
     with emulator:
         session_id = emulator.create_session(args.lens, rate=args.rate, seed=args.seed)
         print(f"Lens emulator serving at {emulator.base_url} (also {emulator.root_url}/v0.5)")

@@ -262,8 +262,6 @@ class LensEmulator:
         entry = self._find_lens(lens) or self._find_lens(f"lns-emu-{lens}")
         if entry is None:
             raise EmulatorError(f"unknown lens {lens!r}; scripted lenses: {', '.join(LENSES)}")
-        if not self._has_capacity():
-            raise CapacityError(CAPACITY_MESSAGE)
         session, _ = self._create(
             entry,
             rate=rate,
@@ -520,11 +518,8 @@ class LensEmulator:
             lens.deleted = True
             return lens
 
-    def _has_capacity(self) -> bool:
-        if self.max_sessions is None:
-            return True
-        running = sum(1 for s in list(self._sessions.values()) if not s.destroyed)
-        return running < self.max_sessions
+    def _running_sessions(self) -> int:
+        return sum(1 for s in list(self._sessions.values()) if not s.destroyed)
 
     def _create(
         self,
@@ -545,6 +540,9 @@ class LensEmulator:
         if rate > 0:
             opts.setdefault("period", 1.0 / rate)
         with self._lock:
+            # Checked under the lock so concurrent creates cannot overshoot the limit.
+            if self.max_sessions is not None and self._running_sessions() >= self.max_sessions:
+                raise CapacityError(CAPACITY_MESSAGE)
             session_seed = seed if seed is not None else self._rng.getrandbits(32)
             session_id = "lsn-" + self._hex(16)
             session = Session(

@@ -44,8 +44,9 @@ class Faults:
 
     Request faults:
 
-    - ``fail_next``: the next K requests (to the session, or to the server for global faults)
-      are answered ``fail_status`` with a JSON ``{"errors": [...]}`` body.
+    - ``fail_next``: the next K requests are answered ``fail_status`` with a JSON
+      ``{"errors": [...]}`` body. A session's own faults count the requests naming that
+      session (consumer, events, destroy, metadata); global faults count every other request.
     - ``fail_status``: 429, 500, 502, 503 or 504.
     - ``retry_after``: seconds for a ``Retry-After`` header (a 429 always gets one, default 1).
 

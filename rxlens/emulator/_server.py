@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from rxlens.emulator._errors import CapacityError
 from rxlens.emulator._sessions import SSE_WRITERS, Reader, Session, SessionDestroyed
 from rxlens.emulator._stream import SseStream
 
@@ -348,10 +349,12 @@ class Handler(BaseHTTPRequestHandler):
             emu._count("not_found")
             self._error(404, "lens_not_found", f"Unknown lens id: {lens_id}")
             return
-        if not emu._has_capacity():
+        try:
+            _, record = emu._create(lens, rate=None, seed=None, count=None, options=None)
+        except CapacityError:
+            # A 2xx body: the vendor SDK looks for "errors" only in successful answers.
             self._send_json(200, {"errors": [CAPACITY_MESSAGE]})
             return
-        _session, record = emu._create(lens, rate=None, seed=None, count=None, options=None)
         self._send_json(200, record)
 
     def _sessions_destroy(self, body: dict[str, Any], query: dict[str, str]) -> None:
