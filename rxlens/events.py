@@ -392,16 +392,14 @@ def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _opt_str(value: object) -> bool:
-    return value is None or type(value) is str
-
-
 def _fast_stream_start(data: Any) -> dict[str, Any] | None:
     if type(data) is not dict:
         return None
     session_id = data.get("session_id")
     reader_id = data.get("reader_id")
-    if _opt_str(session_id) and _opt_str(reader_id):
+    if (session_id is None or type(session_id) is str) and (
+        reader_id is None or type(reader_id) is str
+    ):
         return {"session_id": session_id, "reader_id": reader_id}
     return None
 
@@ -415,9 +413,10 @@ def _fast_heartbeat(data: Any) -> dict[str, Any] | None:
     num_messages = get("num_messages")
     num_bytes = get("num_bytes")
     timeout = get("message_timeout")
+    # Inline tests, not helper calls: this runs for every heartbeat.
     if not (
-        _opt_str(session_id)
-        and _opt_str(status)
+        (session_id is None or type(session_id) is str)
+        and (status is None or type(status) is str)
         and (num_messages is None or type(num_messages) is int)
         and (num_bytes is None or type(num_bytes) is int)
     ):
@@ -445,7 +444,7 @@ def _fast_inference_result(data: Any) -> dict[str, Any] | None:
         return None
     query_id = data.get("query_id")
     qm = data.get("query_metadata")
-    if _opt_str(query_id) and (qm is None or type(qm) is dict):
+    if (query_id is None or type(query_id) is str) and (qm is None or type(qm) is dict):
         return {"response": data["response"], "query_id": query_id, "query_metadata": qm}
     return None
 
