@@ -1,10 +1,31 @@
-"""rxlens: Archetype AI Lens inference streams as ReactiveX observables."""
+"""rxlens: Archetype AI Lens inference streams as ReactiveX observables.
+
+The names most code needs are here; the rest lives in :mod:`rxlens.sse` (the SSE layer),
+:mod:`rxlens.operators` (the operators), :mod:`rxlens.events` (typed events),
+:mod:`rxlens.emulator` (a local Lens API) and :mod:`rxlens.errors`.
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
 from rxlens import errors
+from rxlens.client import LensClient, merge_sessions
 from rxlens.errors import RxLensError
+from rxlens.recording import replay
+from rxlens.retry import RetryPolicy
+from rxlens.sinks import CollectTimeout, collect, to_dataframe, to_jsonl
 
-__all__ = ["RxLensError", "__version__", "errors"]
+__all__ = [
+    "CollectTimeout",
+    "LensClient",
+    "RetryPolicy",
+    "RxLensError",
+    "__version__",
+    "collect",
+    "errors",
+    "merge_sessions",
+    "replay",
+    "to_dataframe",
+    "to_jsonl",
+]

@@ -75,6 +75,8 @@ class SSESource(Observable[Event]):
         self.last_event_id = last_event_id
         #: The last valid ``retry:`` value the server sent (ms), across connections.
         self.retry_ms: int | None = None
+        #: How many events this source has decoded, across connections.
+        self.delivered = 0
         self._session = session
         self._own_session: requests.Session | None = None
         self._scheduler = scheduler
@@ -190,6 +192,7 @@ class SSESource(Observable[Event]):
                 failure = None
             if decoder.retry is not None:
                 self.retry_ms = decoder.retry
+            self.delivered += len(events)
             try:
                 for event in events:
                     if handle.aborted:

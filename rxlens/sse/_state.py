@@ -24,6 +24,9 @@ class ConnectionState:
       (``attempt`` counts consecutive failures, ``error`` is the failure);
     - ``"closed"``: the stream ended (204, the subscriber disposed, or it completed);
     - ``"failed"``: the connection failed for good (``error``), no reconnect follows.
+
+    ``at`` is the time of the change (epoch seconds, or the scheduler's clock for back-off) and
+    ``note`` an optional remark for people (for example that the server sends no event ids).
     """
 
     kind: StateKind
@@ -34,6 +37,7 @@ class ConnectionState:
     error: BaseException | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     at: float = 0.0
+    note: str = ""
 
 
 StateCallback = Callable[[ConnectionState], None]

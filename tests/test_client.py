@@ -1,0 +1,270 @@
+"""LensClient against the emulator: configuration, typed connections, ``events`` and ``follow``."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from typing import Any
+
+import pytest
+
+from rxlens import LensClient, RetryPolicy
+from rxlens.client import DEFAULT_BASE_URL
+from rxlens.emulator import Faults, LensEmulator
+from rxlens.errors import AuthenticationError, ConfigurationError, HeartbeatTimeout, NotFound
+from rxlens.events import (
+    Heartbeat,
+    InferenceResult,
+    LensEvent,
+    MalformedEvent,
+    StreamEnd,
+    StreamStart,
+)
+from rxlens.operators import only_results
+from rxlens.sse import ConnectionState
+
+FAST = RetryPolicy.immediate(max_attempts=20)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.error: Exception | None = None
+        self.completed = False
+        self.done = threading.Event()
+
+    def on_next(self, item: Any) -> None:
+        self.items.append(item)
+
+    def on_error(self, error: Exception) -> None:
+        self.error = error
+        self.done.set()
+
+    def on_completed(self) -> None:
+        self.completed = True
+        self.done.set()
+
+    def wait(self, timeout: float = 10.0) -> Sink:
+        assert self.done.wait(timeout), f"no end; {len(self.items)} items"
+        return self
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.items):
+            assert time.monotonic() < deadline, f"timed out with {len(self.items)} items"
+            time.sleep(0.005)
+
+
+def sink_of(observable: Any) -> tuple[Sink, Any]:
+    sink = Sink()
+    return sink, observable.subscribe(sink.on_next, sink.on_error, sink.on_completed)
+
+
+def results(items: list[LensEvent]) -> list[InferenceResult]:
+    return [e for e in items if isinstance(e, InferenceResult)]
+
+
+def payload(n: int) -> dict[str, Any]:
+    return {"type": "inference.result", "event_data": {"response": [f"r{n}"], "query_id": f"q{n}"}}
+
+
+@pytest.fixture()
+def emu() -> Any:
+    with LensEmulator(heartbeat_interval=0.2, idle_timeout=30) as emulator:
+        yield emulator
+
+
+@pytest.fixture()
+def client(emu: LensEmulator) -> Any:
+    with LensClient(api_key=emu.api_key, base_url=emu.base_url) as c:
+        yield c
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def test_key_and_endpoint_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATAI_API_KEY", "env-key-123")
+    monkeypatch.setenv("ATAI_API_ENDPOINT", "http://127.0.0.1:1/v0.5/")
+    client = LensClient()
+    assert client.base_url == "http://127.0.0.1:1/v0.5"
+    assert client.auth_headers() == {"Authorization": "Bearer env-key-123"}
+
+
+def test_default_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ATAI_API_ENDPOINT", raising=False)
+    assert LensClient(api_key="k").base_url == DEFAULT_BASE_URL
+    assert DEFAULT_BASE_URL == "https://platform.u1.archetypeai.app/api"
+
+
+def test_missing_key_is_a_clear_error_at_first_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ATAI_API_KEY", raising=False)
+    client = LensClient(base_url="http://127.0.0.1:1/api")  # constructing is fine
+    with pytest.raises(ConfigurationError, match="ATAI_API_KEY"):
+        client.connect("lsn-1")
+
+
+def test_key_never_in_repr() -> None:
+    client = LensClient(api_key="sk-very-secret", base_url="http://127.0.0.1:1/api")
+    assert "sk-very-secret" not in repr(client)
+    assert "sk-very-secret" not in repr(client.connect("lsn-1"))
+
+
+def test_bad_base_url() -> None:
+    with pytest.raises(ConfigurationError):
+        LensClient(api_key="k", base_url="platform.example/api")
+
+
+def test_verify_false_warns() -> None:
+    import rxlens.client as module
+
+    module._insecure_warned.clear()
+    with pytest.warns(UserWarning, match="verification is off"):
+        LensClient(api_key="k", base_url="https://127.0.0.1:1/api", verify=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LensClient(api_key="k", base_url="https://127.0.0.1:1/api", verify=False)  # once only
+
+
+# --- connect ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["/api", "/v0.5"])
+def test_connect_gives_typed_events_under_both_prefixes(
+    emu: LensEmulator, prefix: str
+) -> None:
+    client = LensClient(api_key=emu.api_key, base_url=emu.root_url + prefix)
+    sid = emu.create_session()
+    sink, disposable = sink_of(client.connect(sid))
+    emu.wait_readers(sid, 1)
+    emu.push(sid, payload(1))
+    sink.wait_for(lambda items: len(results(items)) == 1)
+    disposable.dispose()
+    assert isinstance(sink.items[0], StreamStart)
+    result = results(sink.items)[0]
+    assert result.text == "r1" and result.query_id == "q1"
+    assert result.id is not None and result.received_at > 0 and '"r1"' in result.raw
+
+
+def test_wrong_key_is_authentication_error(emu: LensEmulator) -> None:
+    client = LensClient(api_key="wrong-key", base_url=emu.base_url)
+    sid = emu.create_session()
+    sink, _ = sink_of(client.events(sid, policy=FAST, check_channel=False))
+    sink.wait()
+    assert isinstance(sink.error, AuthenticationError)
+    assert "wrong-key" not in str(sink.error)
+
+
+def test_unknown_session_is_not_found(client: LensClient) -> None:
+    sink, _ = sink_of(client.events("lsn-nope", policy=FAST, check_channel=False))
+    sink.wait()
+    assert isinstance(sink.error, NotFound)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def test_events_completes_after_stream_end(emu: LensEmulator, client: LensClient) -> None:
+    sid = emu.create_session()
+    sink, _ = sink_of(client.events(sid, policy=FAST))
+    emu.wait_readers(sid, 1)
+    emu.push_many(sid, [payload(i) for i in range(3)])
+    sink.wait_for(lambda items: len(results(items)) == 3)
+    emu.destroy(sid)
+    sink.wait()
+    assert sink.completed
+    assert isinstance(sink.items[-1], StreamEnd)
+    assert [r.text for r in results(sink.items)] == ["r0", "r1", "r2"]
+
+
+def test_events_resume_across_drops_exactly_once(emu: LensEmulator, client: LensClient) -> None:
+    sid = emu.create_session(faults=Faults(drop_after=4, drops=3))
+    sink, disposable = sink_of(client.events(sid, policy=FAST).pipe(only_results()))
+    emu.wait_readers(sid, 1)
+    emu.push_many(sid, [payload(i) for i in range(20)])
+    sink.wait_for(lambda items: len(items) >= 20)
+    time.sleep(0.1)
+    disposable.dispose()
+    assert [r.text for r in sink.items] == [f"r{i}" for i in range(20)]
+    assert emu.session_stats(sid).connections >= 2
+
+
+def test_events_resume_a_silent_connection(emu: LensEmulator, client: LensClient) -> None:
+    # A stall stops everything, heartbeats included: the heartbeat timeout must resume.
+    sid = emu.create_session(faults=Faults(stall_after=2, stall_for=30, stalls=1))
+    states: list[ConnectionState] = []
+    sink, disposable = sink_of(
+        client.events(sid, policy=FAST, heartbeat_timeout=0.5, on_state=states.append).pipe(
+            only_results()
+        )
+    )
+    emu.wait_readers(sid, 1)
+    emu.push_many(sid, [payload(i) for i in range(5)])
+    sink.wait_for(lambda items: len(items) >= 5, timeout=15)
+    disposable.dispose()
+    assert [r.text for r in sink.items] == [f"r{i}" for i in range(5)]
+    backoff = [s for s in states if s.kind == "backing_off"]
+    assert backoff and isinstance(backoff[0].error, HeartbeatTimeout)
+
+
+def test_heartbeats_keep_a_quiet_stream_alive(emu: LensEmulator, client: LensClient) -> None:
+    sid = emu.create_session()
+    sink, disposable = sink_of(client.events(sid, policy=FAST, heartbeat_timeout=0.6))
+    sink.wait_for(lambda items: sum(isinstance(e, Heartbeat) for e in items) >= 4)
+    disposable.dispose()
+    assert sink.error is None
+    assert emu.session_stats(sid).connections == 1
+
+
+def test_without_ids_it_reconnects_and_warns_once(emu: LensEmulator, client: LensClient) -> None:
+    sid = emu.create_session(faults=Faults(ids=False, drop_after=2, drops=2))
+    states: list[ConnectionState] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _sink, disposable = sink_of(client.events(sid, policy=FAST, on_state=states.append))
+        emu.wait_readers(sid, 1)
+        deadline = time.monotonic() + 10
+        n = 0
+        while emu.session_stats(sid).connections < 3:
+            assert time.monotonic() < deadline, "the drops did not happen"
+            emu.push(sid, payload(n))
+            n += 1
+            time.sleep(0.02)
+        disposable.dispose()
+    notes = [s.note for s in states if s.note]
+    assert len(notes) == 1 and "may be missing" in notes[0]
+    assert sum("may be missing" in str(w.message) for w in caught) == 1
+
+
+def test_malformed_frames_are_emitted(emu: LensEmulator, client: LensClient) -> None:
+    sid = emu.create_session()
+    sink, disposable = sink_of(client.events(sid, policy=FAST))
+    emu.wait_readers(sid, 1)
+    emu.push(sid, "not json at all")
+    emu.push(sid, payload(1))
+    sink.wait_for(lambda items: len(results(items)) == 1)
+    disposable.dispose()
+    malformed = [e for e in sink.items if isinstance(e, MalformedEvent)]
+    assert len(malformed) == 1 and malformed[0].raw == "not json at all"
+
+
+def test_follow_reconnects_after_idle_end_while_running() -> None:
+    with LensEmulator(heartbeat_interval=0.1, idle_timeout=0.4) as emu:
+        client = LensClient(api_key=emu.api_key, base_url=emu.base_url)
+        sid = emu.create_session()
+        sink, _ = sink_of(client.events(sid, policy=FAST, follow=True).pipe(only_results()))
+        emu.wait_readers(sid, 1)
+        emu.push(sid, payload(0))
+        # The stream ends after 0.4 s idle; follow reconnects since the session runs.
+        deadline = time.monotonic() + 10
+        while emu.session_stats(sid).connections < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        emu.wait_readers(sid, 1)
+        emu.push(sid, payload(1))
+        sink.wait_for(lambda items: len(items) == 2)
+        emu.destroy(sid)
+        sink.wait()
+        assert sink.completed
+        assert [r.text for r in sink.items] == ["r0", "r1"]
