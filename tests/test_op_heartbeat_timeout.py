@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -11,7 +11,6 @@ import reactivex
 from reactivex import operators as ops
 from reactivex.disposable import Disposable
 from reactivex.scheduler import VirtualTimeScheduler
-from reactivex.scheduler.scheduler import Scheduler
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxlens.errors import HeartbeatTimeout, RxLensError
@@ -167,16 +166,22 @@ def test_seconds_must_be_positive(seconds: float) -> None:
         heartbeat_timeout(seconds)
 
 
-class ManualScheduler(Scheduler):
-    """Records timers instead of running them, so a test can fire one at any moment, even
-    after it was disposed (a timer that had already started when its item arrived)."""
+class ManualScheduler(VirtualTimeScheduler):
+    """Records timers instead of running them, so a test can fire one at any moment and on
+    any thread; its clock (``t``, seconds) moves only when the test sets it."""
 
     def __init__(self) -> None:
+        super().__init__()
+        self.t = 0.0
         self.timers: list[tuple[Any, Disposable]] = []
 
     @property
     def now(self) -> datetime:
-        return datetime(2025, 1, 1, tzinfo=timezone.utc)
+        return datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=self.t)
+
+    @staticmethod
+    def add(absolute: Any, relative: Any) -> Any:
+        return absolute + relative
 
     def schedule(self, action: Any, state: Any = None) -> Disposable:
         return self.schedule_relative(0, action, state)
@@ -190,22 +195,25 @@ class ManualScheduler(Scheduler):
         return self.schedule_relative(0, action, state)
 
 
-def test_a_superseded_timer_that_fires_late_is_ignored() -> None:
+def test_one_timer_rearms_for_the_remainder_after_an_item() -> None:
     scheduler = ManualScheduler()
     subject: reactivex.subject.Subject[int] = reactivex.subject.Subject()
     log: list[Any] = []
     subject.pipe(heartbeat_timeout(5, scheduler=scheduler)).subscribe(log.append, log.append)
+    scheduler.t = 3
     subject.on_next(1)
-    (fire_first, first), (fire_second, second) = scheduler.timers
-    assert first.is_disposed and not second.is_disposed
-    fire_first()  # stale: its item was superseded
-    assert log == [1]
-    fire_second()
+    assert len(scheduler.timers) == 1  # items do not arm timers
+    scheduler.t = 5
+    scheduler.timers[0][0]()  # 2 s of silence only: re-arm for the 3 s left
+    assert log == [1] and len(scheduler.timers) == 2
+    scheduler.t = 8
+    scheduler.timers[1][0]()
     assert log[0] == 1 and isinstance(log[1], HeartbeatTimeout)
+    assert log[1].last_frame_at == datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp() + 3
     subject.on_next(2)  # late item after the error: dropped
-    fire_second()
+    scheduler.timers[1][0]()
     assert len(log) == 2
-    assert second.is_disposed
+    assert scheduler.timers[1][1].is_disposed
 
 
 def test_timer_waits_for_an_item_being_delivered() -> None:
@@ -226,6 +234,7 @@ def test_timer_waits_for_an_item_being_delivered() -> None:
     pusher = threading.Thread(target=subject.on_next, args=(1,))
     pusher.start()
     assert entered.wait(10)
+    scheduler.t = 10  # the item arrived at 0: by now the silence is long enough
     fire, _ = scheduler.timers[-1]
     firer = threading.Thread(target=fire)
     firer.start()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAssignmentDisposable
-from reactivex.scheduler import TimeoutScheduler
+from reactivex.scheduler import TimeoutScheduler, VirtualTimeScheduler
 
 from rxlens.errors import HeartbeatTimeout
 
@@ -51,40 +52,49 @@ def heartbeat_timeout(
             observer: abc.ObserverBase[_T], sub_scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
             sched = scheduler or sub_scheduler or TimeoutScheduler.singleton()
+            # Virtual-time schedulers are their own clock; a real scheduler's clock is the wall
+            # clock, read here as time.monotonic, which is much cheaper per item.
+            clock: Callable[[], float] = (
+                (lambda: _seconds(sched))
+                if isinstance(sched, VirtualTimeScheduler)
+                else time.monotonic
+            )
             # Re-entrant: an observer may synchronously dispose or push while we emit.
             lock = threading.RLock()
             timer = SerialDisposable()
             subscription = SingleAssignmentDisposable()
-            # `generation` tells a timer that fired late (its item already superseded) to stand
-            # down: disposing a scheduled action cannot stop one that has already started.
-            generation = 0
             stopped = False
-            last_frame_at = _seconds(sched)
+            last = clock()
 
-            def arm() -> None:
-                armed = generation
+            # One pending timer at a time. Items only record their arrival; when the timer
+            # fires it compares the silence so far with ``seconds`` and, if an item came
+            # meanwhile, schedules itself again for the remainder. Re-arming per item would
+            # cost a timer (with TimeoutScheduler, a thread) for every event.
+            def arm(delay: float) -> None:
+                timer.disposable = sched.schedule_relative(delay, fire)
 
-                def fire(_: abc.SchedulerBase, __: Any = None) -> None:
-                    nonlocal stopped
-                    with lock:
-                        if stopped or armed != generation:
-                            return
-                        stopped = True
-                        observer.on_error(HeartbeatTimeout(seconds, last_frame_at))
-                    subscription.dispose()
-
-                timer.disposable = sched.schedule_relative(seconds, fire)
-
-            def on_next(item: _T) -> None:
-                nonlocal generation, last_frame_at
+            def fire(_: abc.SchedulerBase, __: Any = None) -> None:
+                nonlocal stopped
                 with lock:
                     if stopped:
                         return
-                    generation += 1
-                    last_frame_at = _seconds(sched)
-                    # Armed before emitting: the silence is measured from the item's arrival,
-                    # not from when a slow subscriber finished with it.
-                    arm()
+                    now = clock()
+                    remaining = seconds - (now - last)
+                    if remaining > 1e-9:
+                        arm(remaining)
+                        return
+                    stopped = True
+                    observer.on_error(HeartbeatTimeout(seconds, _seconds(sched) - (now - last)))
+                subscription.dispose()
+
+            def on_next(item: _T) -> None:
+                nonlocal last
+                with lock:
+                    if stopped:
+                        return
+                    # The silence is measured from the item's arrival, not from when a slow
+                    # subscriber finished with it.
+                    last = clock()
                     observer.on_next(item)
 
             def on_error(error: Exception) -> None:
@@ -106,7 +116,7 @@ def heartbeat_timeout(
                     observer.on_completed()
 
             with lock:
-                arm()
+                arm(seconds)
             subscription.disposable = source.subscribe(
                 on_next, on_error, on_completed, scheduler=sub_scheduler
             )
