@@ -324,7 +324,8 @@ def replay(
 
         if speed is None:
             runner = sched or CurrentThreadScheduler.singleton()
-            timer.disposable = runner.schedule(run_fast)
+            with lock:  # a threaded scheduler must not run before the timer is stored
+                timer.disposable = runner.schedule(run_fast)
         else:
             runner = sched or TimeoutScheduler.singleton()
             try:
@@ -337,7 +338,10 @@ def replay(
                 return Disposable()
             first_at = first.received_at
             start = _now(runner)
-            timer.disposable = runner.schedule(run_paced, first)
+            # Under the lock: on a threaded scheduler the first action may otherwise run and
+            # store its follow-up timer before this assignment, which would then dispose it.
+            with lock:
+                timer.disposable = runner.schedule(run_paced, first)
         return CompositeDisposable(timer, Disposable(close))
 
     return Observable(subscribe)
