@@ -1,0 +1,239 @@
+"""What the stream commands (``demo``, ``tail``, ``record``, ``replay``) share.
+
+Connection options, the client they build, the retry policy a command line wants, one-line
+event formatting, and a small thread-safe printer for status lines on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import IO, Any
+
+from rxlens.client import ENV_API_KEY, ENV_ENDPOINT, LensClient
+from rxlens.errors import TransportError
+from rxlens.events import (
+    HEARTBEAT,
+    STREAM_END,
+    STREAM_START,
+    Heartbeat,
+    InferenceError,
+    InferenceResult,
+    LensEvent,
+    LogEvent,
+    MalformedEvent,
+    to_json,
+)
+from rxlens.operators._merge_sessions import SessionFailed
+from rxlens.retry import RetryPolicy, is_retryable
+from rxlens.sse._state import ConnectionState
+
+#: Control frames: they tell about the connection, not about the lens.
+CONTROL_TYPES = frozenset({STREAM_START, HEARTBEAT, STREAM_END})
+
+#: How long the commands keep reconnecting through a run of failures before giving up.
+GIVE_UP_AFTER = 120.0
+
+
+def add_connection_args(parser: argparse.ArgumentParser) -> None:
+    """``--api-key`` and ``--base-url``, with the environment variables as defaults."""
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help=f"Lens API key (default: ${ENV_API_KEY}); never printed",
+    )
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help=f"API base URL (default: ${ENV_ENDPOINT}, else the vendor's; /api and /v0.5 work)",
+    )
+
+
+def make_client(args: argparse.Namespace) -> LensClient:
+    """A :class:`LensClient` from ``--api-key`` / ``--base-url`` (or the environment)."""
+    return LensClient(api_key=args.api_key, base_url=args.base_url)
+
+
+def command_policy(opened: threading.Event) -> RetryPolicy:
+    """The retry policy of a command-line stream.
+
+    Before the first connection opened, a connection failure is not retried: a wrong base URL
+    or a server that is down should be reported at once, not retried for minutes. After
+    that, every retryable error is, for up to :data:`GIVE_UP_AFTER` seconds of consecutive
+    failures. HTTP statuses that say "try later" (429, 5xx) are retried from the start.
+    """
+
+    def retryable(error: BaseException) -> bool:
+        if not is_retryable(error):
+            return False
+        return opened.is_set() or not isinstance(error, TransportError)
+
+    return RetryPolicy(base=0.5, cap=10.0, max_elapsed=GIVE_UP_AFTER, retryable=retryable)
+
+
+def is_tty(stream: IO[str]) -> bool:
+    """Whether ``stream`` is an interactive terminal (not a pipe, a file or CI)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def short_id(session_id: str | None, width: int = 12) -> str:
+    """A session id cut to ``width`` characters, for tables."""
+    if not session_id:
+        return "-"
+    return session_id if len(session_id) <= width else session_id[: width - 1] + "…"
+
+
+def clock(at: float) -> str:
+    """``HH:MM:SS.mmm`` local time of an epoch timestamp."""
+    return datetime.fromtimestamp(at).strftime("%H:%M:%S.%f")[:-3]
+
+
+def summary(event: LensEvent, limit: int = 100) -> str:
+    """What an event says, in a few words (no type, no id)."""
+    if isinstance(event, InferenceResult):
+        parts: list[str] = []
+        if event.text is not None:
+            parts.append(event.text)
+        scores = event.scores
+        if scores:
+            parts.append(" ".join(f"{k}={_number(v)}" for k, v in scores.items()))
+        elif event.embedding is not None:
+            emb = event.embedding
+            parts.append(f"embedding {len(emb)} x {len(emb[0]) if emb else 0}")
+        timestamp = event.sensor_timestamp
+        if timestamp is not None:
+            parts.append(f"@{timestamp}")
+        elif event.read_index is not None:
+            parts.append(f"rows {event.read_index}+{event.window_size or '?'}")
+        text = "  ".join(parts) if parts else json.dumps(event.response)[:limit]
+    elif isinstance(event, Heartbeat):
+        text = str(event.session_status or "")
+    elif isinstance(event, InferenceError):
+        text = "; ".join(str(m) for m in (event.error_messages or ()))
+    elif isinstance(event, LogEvent):
+        text = str(event.message or "")
+    elif isinstance(event, SessionFailed):
+        text = f"session failed: {event.error}"
+    elif isinstance(event, MalformedEvent):
+        text = f"malformed frame: {event.raw}"
+    elif event.type == STREAM_END:
+        text = "stream ended"
+    elif event.type == STREAM_START:
+        text = f"reader {getattr(event, 'reader_id', None) or '?'}"
+    else:
+        text = json.dumps(event.event_data, separators=(",", ":")) if event.event_data else ""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_line(event: LensEvent, *, with_session: bool = False) -> str:
+    """One readable line: arrival time, id, type, what it says."""
+    head = f"{clock(event.received_at)}  #{event.id or '-':<6} {event.type:<22}"
+    if with_session:
+        head = f"{short_id(event.session_id)}  " + head
+    return f"{head} {summary(event)}".rstrip()
+
+
+def json_line(event: LensEvent) -> str:
+    """One JSON object per event: the Lens envelope plus ``id``, ``received_at``, ``session_id``."""
+    record: dict[str, Any] = {
+        "id": event.id,
+        "received_at": round(event.received_at, 6),
+        "session_id": event.session_id,
+    }
+    record.update(to_json(event))
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3g}"
+
+
+class StatusPrinter:
+    """Prints status lines (on stderr by default), one whole line at a time from any thread."""
+
+    def __init__(self, stream: IO[str] | None = None, prefix: str = "rxlens") -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.prefix = prefix
+        self._lock = threading.Lock()
+
+    def __call__(self, message: str) -> None:
+        with self._lock:
+            print(f"{self.prefix}: {message}", file=self.stream, flush=True)
+
+
+class ResumeReporter:
+    """Turns a stream's connection states into lines saying when it dropped and resumed.
+
+    ``last_id`` reads the id of the last event the command received (the point a resume
+    continues after). Call it as the ``on_state`` callback; it also sets ``opened`` at the
+    first open connection (see :func:`command_policy`).
+    """
+
+    def __init__(self, say: Callable[[str], None], last_id: Callable[[], str | None]) -> None:
+        self.say = say
+        self.last_id = last_id
+        self.opened = threading.Event()
+        self.drops = 0
+        self._dropped_at: float | None = None
+
+    def __call__(self, state: ConnectionState) -> None:
+        if state.kind == "open":
+            self.opened.set()
+            if self._dropped_at is not None:
+                took = time.monotonic() - self._dropped_at
+                self._dropped_at = None
+                after = state.last_event_id or self.last_id() or "-"
+                self.say(f"resumed after id {after} in {took:.1f} s")
+        elif state.kind == "backing_off":
+            self.drops += 1
+            if self._dropped_at is None:
+                self._dropped_at = time.monotonic()
+            reason = _first_line(state.error)
+            delay = f"{state.delay:.1f} s" if state.delay is not None else "a moment"
+            note = f" ({state.note})" if state.note else ""
+            self.say(
+                f"connection lost after id {self.last_id() or '-'}: {reason}; "
+                f"reconnecting in {delay} (attempt {state.attempt}){note}"
+            )
+
+
+def _first_line(error: BaseException | None) -> str:
+    if error is None:
+        return "no reason given"
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+def env_flag(name: str) -> bool:
+    """Whether an environment variable is set to a true value (``1``, ``true``, ``yes``)."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+__all__ = [
+    "CONTROL_TYPES",
+    "GIVE_UP_AFTER",
+    "ResumeReporter",
+    "StatusPrinter",
+    "add_connection_args",
+    "clock",
+    "command_policy",
+    "env_flag",
+    "format_line",
+    "is_tty",
+    "json_line",
+    "make_client",
+    "short_id",
+    "summary",
+]

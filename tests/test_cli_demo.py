@@ -1,0 +1,172 @@
+"""``rxlens demo``: end to end in a subprocess, and the loss/duplication measure it prints."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rxlens.cli import main
+from rxlens.cli._demo import SentLog, content_key, tally
+
+# The console script's entry point, run the way `rxlens demo` runs it.
+ENTRY = "import sys; from rxlens.cli import main; sys.exit(main())"
+
+
+def _demo(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", ENTRY, "demo", "--seconds", "6", "--window", "2", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def runs() -> Iterator[dict[str, tuple[int, str, str]]]:
+    """Two demos run side by side: the default one, and one whose server sends no ids."""
+    procs = {"default": _demo(), "no-ids": _demo("--faults", "ids=false")}
+    out: dict[str, tuple[int, str, str]] = {}
+    try:
+        for name, proc in procs.items():
+            stdout, stderr = proc.communicate(timeout=60)
+            out[name] = (proc.returncode, stdout, stderr)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    yield out
+
+
+def test_demo_runs_to_a_clean_exit_without_a_terminal(
+    runs: dict[str, tuple[int, str, str]],
+) -> None:
+    code, stdout, stderr = runs["default"]
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    # Plain lines (no terminal): no escape codes.
+    assert "\x1b[" not in stdout
+    assert "activity: connected" in stdout and "machine: connected" in stdout
+    assert re.search(r"window 1: activity .* -> vote .* \| machine .* -> vote ", stdout)
+    assert "summary after" in stdout
+
+
+def test_demo_shows_the_injected_drop_and_a_measured_exact_resume(
+    runs: dict[str, tuple[int, str, str]],
+) -> None:
+    _, stdout, _ = runs["default"]
+    assert re.search(r"activity: connection lost after id \d+ \(TransportError\)", stdout)
+    resumed = re.search(
+        r"activity: reconnected after id (\d+) in (\d+\.\d) s: (\d+) lost, (\d+) duplicated",
+        stdout,
+    )
+    assert resumed, stdout
+    assert int(resumed.group(1)) == 9  # drop_after = 4 events/s * 6 s * 0.4
+    assert float(resumed.group(2)) < 5.0
+    assert resumed.group(3, 4) == ("0", "0")
+    # The summary compares every event each emulated session sent with what was delivered.
+    for name in ("activity", "machine"):
+        line = re.search(
+            rf"  {name} .* (\d+) events delivered, (\d+) sent: 0 lost, 0 duplicated", stdout
+        )
+        assert line, stdout
+        delivered, sent = int(line.group(1)), int(line.group(2))
+        assert delivered == sent > 10
+
+
+def test_the_figures_are_counted_not_printed(runs: dict[str, tuple[int, str, str]]) -> None:
+    # Without ids the reconnect cannot say where it stopped; the emulator then starts over and
+    # the demo must report the replayed events as duplicates.
+    code, stdout, _ = runs["no-ids"]
+    assert code == 0
+    resumed = re.search(r"reconnected after id (\d+) in \S+ s: 0 lost, (\d+) duplicated", stdout)
+    assert resumed, stdout
+    assert int(resumed.group(2)) == int(resumed.group(1)) > 0
+    assert "warning: session" in stdout and "sends no event ids" in stdout
+    activity = re.search(
+        r"  activity .* (\d+) events delivered, (\d+) sent: 0 lost, (\d+) dup", stdout
+    )
+    assert activity
+    delivered, sent, duplicated = map(int, activity.groups())
+    assert delivered == sent + duplicated
+
+
+def test_demo_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and "rxlens demo --seconds" in text
+
+
+def test_bad_options_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--seconds", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "--seconds must be positive" in err
+    assert main(["demo", "--api-key", "k"]) == 1
+    assert "--session-id" in capsys.readouterr().err
+    assert main(["demo", "--faults", "nope=1"]) == 1
+    assert "unknown fault 'nope'" in capsys.readouterr().err
+
+
+def test_real_mode_without_a_key_says_what_to_set(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ATAI_API_KEY", raising=False)
+    assert main(["demo", "--session-id", "lsn-x", "--seconds", "1"]) == 1
+    assert "ATAI_API_KEY" in capsys.readouterr().err
+
+
+# --- the measure --------------------------------------------------------------------------------
+
+
+def test_tally_counts_losses_duplicates_and_strangers() -> None:
+    result = tally([1, 2, 3, 4, 5], [1, 2, 2, 4, None, 5, 5, 5])
+    assert (result.sent, result.delivered, result.lost) == (5, 7, 1)
+    assert (result.duplicated, result.unexpected) == (3, 1)
+    assert str(result) == "1 lost, 3 duplicated, 1 unexpected"
+
+
+def test_tally_up_to_an_id_ignores_what_was_not_due_yet() -> None:
+    result = tally([1, 2, 3, 4, 5], [1, 2, 3, 5], upto=3)
+    assert (result.sent, result.lost, result.duplicated) == (3, 0, 0)
+
+
+@given(
+    st.lists(st.integers(1, 500), unique=True, max_size=60),
+    st.data(),
+)
+def test_tally_law(sent: list[int], data: st.DataObject) -> None:
+    # Deliver a random sub-multiset: lost = sent - distinct delivered, duplicated = extras.
+    times = data.draw(st.lists(st.integers(0, 3), min_size=len(sent), max_size=len(sent)))
+    delivered = [i for i, n in zip(sent, times, strict=True) for _ in range(n)]
+    delivered = data.draw(st.permutations(delivered))
+    result = tally(sent, delivered)
+    assert result.lost == sum(1 for n in times if n == 0)
+    assert result.duplicated == sum(n - 1 for n in times if n > 1)
+    assert result.delivered == len(delivered)
+    assert result.unexpected == 0
+
+
+def test_sent_log_matches_by_content_whatever_the_key_order() -> None:
+    log = [(1, {"type": "a", "event_data": {"x": 1, "y": 2}}), (2, {"type": "b"})]
+    reads = 0
+
+    def read() -> list[tuple[int, object]]:
+        nonlocal reads
+        reads += 1
+        return list(log)
+
+    sent = SentLog(read)
+    assert sent.id_of(content_key({"event_data": {"y": 2, "x": 1}, "type": "a"})) == 1
+    assert sent.id_of(content_key({"type": "b"})) == 2
+    assert reads == 1
+    assert sent.id_of(content_key({"type": "c"})) is None
+    assert reads == 2  # an unknown event makes it read the log again
+    assert sent.ids == [1, 2]
