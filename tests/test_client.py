@@ -12,7 +12,13 @@ import pytest
 from rxlens import LensClient, RetryPolicy
 from rxlens.client import DEFAULT_BASE_URL
 from rxlens.emulator import Faults, LensEmulator
-from rxlens.errors import AuthenticationError, ConfigurationError, HeartbeatTimeout, NotFound
+from rxlens.errors import (
+    AuthenticationError,
+    ChannelError,
+    ConfigurationError,
+    HeartbeatTimeout,
+    NotFound,
+)
 from rxlens.events import (
     Heartbeat,
     InferenceResult,
@@ -268,3 +274,43 @@ def test_follow_reconnects_after_idle_end_while_running() -> None:
         sink.wait()
         assert sink.completed
         assert [r.text for r in sink.items] == ["r0", "r1"]
+
+
+# --- channel check ----------------------------------------------------------------------------
+
+
+def register_lens(client: LensClient, writer: str) -> str:
+    config = {"lens_name": f"test-{writer}", "output_streams": [{"stream_type": writer}]}
+    return str(client.lenses.register(config)["lens_id"])
+
+
+@pytest.mark.parametrize(
+    "writer", ["server_sent_events_writer", "server_side_events_writer", "sse_writer"]
+)
+def test_sse_lenses_pass_the_channel_check(client: LensClient, writer: str) -> None:
+    lens_id = register_lens(client, writer)
+    with client.session(lens_id) as sid:
+        client.check_channel(sid)  # no error
+
+
+def test_mailbox_lens_raises_channel_error(client: LensClient) -> None:
+    lens_id = register_lens(client, "session_read_writer")
+    with client.session(lens_id) as sid, pytest.raises(ChannelError, match=r"session\.read"):
+        client.events(sid)
+
+
+def test_unreadable_metadata_warns_and_goes_ahead(emu: LensEmulator) -> None:
+    client = LensClient(api_key="not-the-key", base_url=emu.base_url)
+    sid = emu.create_session()
+    with pytest.warns(UserWarning, match="output channel"):
+        events = client.events(sid, policy=FAST)
+    sink, _ = sink_of(events)
+    sink.wait()
+    assert isinstance(sink.error, AuthenticationError)
+
+
+def test_session_context_destroys_on_error(client: LensClient, emu: LensEmulator) -> None:
+    lens_id = register_lens(client, "server_sent_events_writer")
+    with pytest.raises(RuntimeError), client.session(lens_id) as sid:
+        raise RuntimeError("user code failed")
+    assert "DESTROYED" in str(client.sessions.status(sid))
