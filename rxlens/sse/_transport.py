@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -28,6 +29,7 @@ from rxlens.errors import (
     HTTPStatusError,
     NotFound,
     ReadTimeout,
+    RxLensError,
     TransportError,
 )
 
@@ -107,6 +109,14 @@ class _TrackedHTTPPool(HTTPConnectionPool):
 class _TrackedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _TrackedHTTPSConnection
 
+    def _validate_conn(self, conn: Any) -> None:
+        # urllib3 warns about an unverified connection on every request, so every reconnect
+        # of a stream; rxlens warns once itself when verification is turned off
+        # (LensClient(verify=False)). Otherwise this is urllib3's own check: connect early.
+        HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
+
 
 class StreamingAdapter(HTTPAdapter):
     """A ``requests`` adapter whose connections report their socket to the reading thread."""
@@ -119,9 +129,26 @@ class StreamingAdapter(HTTPAdapter):
         }
 
 
+class StreamingSession(requests.Session):
+    """A ``requests.Session`` whose ``verify = False`` holds even with a CA bundle variable set.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` override a session's ``verify =
+    False`` (it merges the environment in before the session's own setting), so a client asked
+    not to verify would verify anyway. A per-request ``verify`` still wins.
+    """
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None and self.verify is False:
+            settings["verify"] = False
+        return settings
+
+
 def new_session() -> requests.Session:
     """A ``requests.Session`` set up for streaming (one per source, reused across reconnects)."""
-    session = requests.Session()
+    session = StreamingSession()
     adapter = StreamingAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -177,6 +204,26 @@ def status_error(response: requests.Response, url: str) -> HTTPStatusError:
     return HTTPStatusError(status, shown, body, retry_after=retry_after)
 
 
+class ContentEncodingError(ContentTypeError):
+    """The server compressed the stream although rxlens asked for ``identity``. Not retried.
+
+    rxlens never decodes a compressed event stream: a compressor holds frames back, and a
+    small compressed body can inflate to gigabytes. The body is not read.
+    """
+
+    def __init__(self, encoding: str, content_type: str, url: str) -> None:
+        self.encoding = encoding
+        self.content_type = content_type
+        self.url = url
+        self.body = None
+        RxLensError.__init__(
+            self,
+            f"the server at {url} sent the event stream compressed (Content-Encoding: "
+            f"{encoding}) although rxlens asked for none (Accept-Encoding: identity); "
+            "check for a proxy that compresses responses",
+        )
+
+
 class Connection:
     """One open SSE response: check it with :meth:`open`, then iterate its byte chunks."""
 
@@ -198,13 +245,25 @@ class Connection:
     def open(self) -> requests.Response | None:
         """Send the request; return the checked response, or None for 204 (end of stream)."""
         _current.handle = self.handle
+        # The body is read as it arrives and never decoded: ask for it uncompressed (requests
+        # would otherwise offer gzip and deflate).
+        headers = {"Accept-Encoding": "identity", **self.headers}
         try:
             response = self.session.get(
-                self.url, headers=dict(self.headers), stream=True, timeout=self.timeout
+                self.url, headers=headers, stream=True, timeout=self.timeout
             )
         except requests.exceptions.ReadTimeout as exc:
             raise ReadTimeout(f"no response from {safe_url(self.url)}: {_reason(exc)}") from None
         except requests.exceptions.RequestException as exc:
+            if _certificate_failure(exc):
+                # A certificate the client does not trust stays untrusted: do not retry.
+                error = TransportError(
+                    f"cannot connect to {safe_url(self.url)}: {_reason(exc)}; the server's "
+                    "TLS certificate is not trusted (LensClient(verify=False) turns the check "
+                    "off, at the cost of exposing the API key)"
+                )
+                error.retryable = False
+                raise error from None
             raise TransportError(
                 f"cannot connect to {safe_url(self.url)}: {_reason(exc)}; "
                 "check the base URL and that the server is reachable"
@@ -221,6 +280,9 @@ class Connection:
         content_type = response.headers.get("Content-Type", "")
         if content_type_essence(content_type) != "text/event-stream":
             raise ContentTypeError(content_type, safe_url(self.url), _read_body(response))
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise ContentEncodingError(encoding, content_type, safe_url(self.url))
         return response
 
     def chunks(self) -> Iterator[bytes]:
@@ -263,6 +325,19 @@ def _response_socket(response: requests.Response) -> socket.socket | None:
     fp = getattr(getattr(raw, "_fp", None), "fp", None)
     sock = getattr(getattr(fp, "raw", None), "_sock", None)
     return sock if isinstance(sock, socket.socket) else None
+
+
+def _certificate_failure(exc: BaseException) -> bool:
+    """Whether a request failed because the server's certificate did not verify."""
+    seen: set[int] = set()
+    reason: BaseException | None = exc
+    while reason is not None and id(reason) not in seen:
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(reason))
+        inner = getattr(reason, "reason", None) or (reason.args[0] if reason.args else None)
+        reason = inner if isinstance(inner, BaseException) else reason.__context__
+    return False
 
 
 def _reason(exc: BaseException) -> str:
