@@ -12,12 +12,16 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import IO, Any
 
+from reactivex import Observable
+
 from rxlens.client import ENV_API_KEY, ENV_ENDPOINT, LensClient
-from rxlens.errors import TransportError
+from rxlens.errors import AuthenticationError, LensAPIError, NotFound, TransportError
 from rxlens.events import (
     HEARTBEAT,
     STREAM_END,
@@ -36,6 +40,9 @@ from rxlens.sse._state import ConnectionState
 
 #: Control frames: they tell about the connection, not about the lens.
 CONTROL_TYPES = frozenset({STREAM_START, HEARTBEAT, STREAM_END})
+
+#: Words of the client's warning that the server sends no event ids.
+NO_IDS_TEXT = "sends no event ids"
 
 #: How long the commands keep reconnecting through a run of failures before giving up.
 GIVE_UP_AFTER = 120.0
@@ -77,6 +84,31 @@ def command_policy(opened: threading.Event) -> RetryPolicy:
         return opened.is_set() or not isinstance(error, TransportError)
 
     return RetryPolicy(base=0.5, cap=10.0, max_elapsed=GIVE_UP_AFTER, retryable=retryable)
+
+
+def check_session(client: LensClient, session_id: str) -> None:
+    """Fail early, with the command-line error for it, when the session cannot be read.
+
+    Reads the session's lens configuration: a rejected key raises
+    :class:`~rxlens.errors.AuthenticationError`, an unknown session
+    :class:`~rxlens.errors.NotFound`, a server out of reach
+    :class:`~rxlens.errors.TransportError`, and a lens that writes to the ``session.read``
+    mailbox :class:`~rxlens.errors.ChannelError`. Any other answer lets the stream decide.
+    """
+    where = client.url("lens/sessions/metadata")
+    try:
+        client.sessions.lens_config(session_id)
+    except LensAPIError as exc:
+        if exc.status in (401, 403):
+            raise AuthenticationError(exc.status, where, exc.message) from None
+        if exc.status == 404:
+            raise NotFound(exc.status, where, exc.message) from None
+        return
+    except TransportError as exc:
+        raise TransportError(
+            f"{exc}; check the base URL ({client.base_url}) and that the server is reachable"
+        ) from None
+    client.check_channel(session_id)
 
 
 def is_tty(stream: IO[str]) -> bool:
@@ -202,7 +234,8 @@ class ResumeReporter:
                 self._dropped_at = time.monotonic()
             reason = _first_line(state.error)
             delay = f"{state.delay:.1f} s" if state.delay is not None else "a moment"
-            note = f" ({state.note})" if state.note else ""
+            # The ids note is moot when this command has seen ids (it resumes from them).
+            note = f" ({state.note})" if state.note and not self.last_id() else ""
             self.say(
                 f"connection lost after id {self.last_id() or '-'}: {reason}; "
                 f"reconnecting in {delay} (attempt {state.attempt}){note}"
@@ -213,7 +246,7 @@ def _first_line(error: BaseException | None) -> str:
     if error is None:
         return "no reason given"
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text if len(text) <= 160 else text[:159] + "…"
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 def env_flag(name: str) -> bool:
@@ -227,6 +260,7 @@ __all__ = [
     "ResumeReporter",
     "StatusPrinter",
     "add_connection_args",
+    "check_session",
     "clock",
     "command_policy",
     "env_flag",
@@ -234,6 +268,58 @@ __all__ = [
     "is_tty",
     "json_line",
     "make_client",
+    "run_stream",
     "short_id",
     "summary",
+    "warnings_as_lines",
 ]
+
+
+# --- running a stream to its end from a command ---------------------------------------------------
+
+
+def run_stream(source: Observable[Any], on_next: Callable[[Any], None]) -> None:
+    """Subscribe ``source`` and block until it completes; raise its error, if any.
+
+    Items are handled on the stream's own thread. The main thread only waits, in short slices,
+    so Ctrl-C (``KeyboardInterrupt``) is seen at once; the subscription is disposed whatever
+    ends the wait.
+    """
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def on_error(error: Exception) -> None:
+        errors.append(error)
+        done.set()
+
+    subscription = source.subscribe(on_next, on_error, done.set)
+    try:
+        while not done.wait(0.2):
+            pass
+    finally:
+        subscription.dispose()
+    if errors:
+        raise errors[0]
+
+
+@contextmanager
+def warnings_as_lines(
+    say: Callable[[str], None], ids_seen: Callable[[], bool] = lambda: False
+) -> Iterator[None]:
+    """Show warnings as ``warning: ...`` status lines instead of Python's file:line format.
+
+    The "sends no event ids" warning is left out when ``ids_seen()`` says the command did
+    receive ids: it resumes from them, so the warning does not apply.
+    """
+    previous = warnings.showwarning
+
+    def show(message: Warning | str, *_: Any, **__: Any) -> None:
+        if NO_IDS_TEXT in str(message) and ids_seen():
+            return
+        say(f"warning: {message}")
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
