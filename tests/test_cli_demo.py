@@ -170,3 +170,22 @@ def test_sent_log_matches_by_content_whatever_the_key_order() -> None:
     assert sent.id_of(content_key({"type": "c"})) is None
     assert reads == 2  # an unknown event makes it read the log again
     assert sent.ids == [1, 2]
+
+
+def test_real_session_mode_shows_the_same_view(capsys: pytest.CaptureFixture[str]) -> None:
+    from rxlens.emulator import LensEmulator
+
+    with LensEmulator(heartbeat_interval=0.5) as emu:
+        sid = emu.create_session("machine-state", rate=10, seed=5)
+        base = ["demo", "--session-id", sid, "--base-url", emu.base_url]
+        assert main([*base, "--api-key", "wrong", "--seconds", "1"]) == 3
+        assert "check the API key" in capsys.readouterr().err
+        args = [*base, "--api-key", emu.api_key, "--seconds", "2.5", "--window", "1"]
+        assert main(args) == 0
+        assert emu.session_stats(sid).status == "RUNNING"  # a real session is never destroyed
+    out = capsys.readouterr().out
+    assert f"rxlens demo: Lens API at {emu.base_url}" in out
+    assert "s1: connected" in out
+    assert re.search(r"window 1: s1 (HEALTHY|BROKEN|unknown) \d+", out)
+    delivered = re.search(rf"s1 +{sid} .* (\d+) events delivered", out)
+    assert delivered and int(delivered.group(1)) >= 15

@@ -38,6 +38,7 @@ from reactivex.disposable import CompositeDisposable
 from rxlens.cli._common import (
     CONTROL_TYPES,
     add_connection_args,
+    check_session,
     command_policy,
     is_tty,
     make_client,
@@ -595,7 +596,10 @@ def _run_emulated(args: argparse.Namespace, out: IO[str], plain: bool) -> int:
 
 def _run_real(args: argparse.Namespace, out: IO[str], plain: bool) -> int:
     client = make_client(args)
-    client.auth_headers()  # a missing key is reported before anything starts
+    for session_id in args.session_id:
+        # A missing or rejected key, an unknown session or an unreachable server is reported
+        # as one line before the view starts.
+        check_session(client, session_id)
     tracks = [Track(sid, f"s{i + 1}", "lens session") for i, sid in enumerate(args.session_id)]
     title = f"Lens API at {client.base_url}"
     view = DemoView(
@@ -647,6 +651,7 @@ def _drive(
 
         sources[t.session_id] = client.events(
             t.session_id,
+            check_channel=False,  # real sessions: check_session did it; emulated ones use SSE
             follow=follow,
             heartbeat_timeout=heartbeat,
             policy=command_policy(opened),
