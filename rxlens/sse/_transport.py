@@ -182,8 +182,10 @@ def safe_url(url: str) -> str:
 
 
 def _read_body(response: requests.Response, limit: int = 4096) -> str:
+    # read1: what has arrived, not a wait for ``limit`` bytes: a wrong response may be a
+    # stream that sends a few bytes every few seconds.
     try:
-        raw = response.raw.read(limit, decode_content=True)
+        raw = response.raw.read1(limit, decode_content=True)
     except Exception:  # the body is only context for the error: never mask the status
         return ""
     if not isinstance(raw, bytes):
