@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -271,6 +272,12 @@ class LensClient:
         warned = threading.Event()
 
         def state_hook(state: ConnectionState) -> None:
+            if state.kind in ("backing_off", "failed") and not state.last_event_id:
+                # resume sees the heartbeat-timeout stage, which has no cursor nor URL: take
+                # them from the source, or every drop would look like a server without ids.
+                state = dataclasses.replace(
+                    state, url=state.url or source.url, last_event_id=source.last_event_id
+                )
             if (
                 state.kind == "backing_off"
                 and not state.last_event_id
