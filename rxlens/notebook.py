@@ -31,8 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from reactivex import Observable
-from reactivex import operators as ops
-from reactivex.disposable import SerialDisposable
+from reactivex.disposable import CompositeDisposable, SerialDisposable
 from reactivex.scheduler import NewThreadScheduler
 
 from rxlens.events import LensEvent
@@ -121,8 +120,10 @@ def subscribe(
 ) -> Subscription[_T]:
     """Subscribe without blocking the cell; callbacks print and display into this cell.
 
-    The subscription itself is made on a new thread, so even a source that emits
-    synchronously (``rxlens.replay(path)``, ``reactivex.of(...)``) returns at once. By
+    The subscription itself is made on a new thread, and with a
+    :class:`~reactivex.scheduler.NewThreadScheduler` as its scheduler, so even a source that
+    emits synchronously (``rxlens.replay(path)``, ``reactivex.of(...)``) returns at once and
+    stops when stopped. Time-based operators without a scheduler of their own time on it. By
     default each item is printed (a Lens event as one readable line) and an error is
     printed as one line. Returns a :class:`Subscription`; :func:`stop_all` stops it too.
     """
@@ -159,8 +160,19 @@ def subscribe(
 
     with _ACTIVE_LOCK:
         _ACTIVE.add(handle)
-    detached = source.pipe(ops.subscribe_on(NewThreadScheduler()))
-    handle._disposable.disposable = detached.subscribe(next_, error_, completed)
+    # The subscribe call runs on a new thread, so the cell goes on at once; and the source is
+    # given a NewThreadScheduler, so one that emits synchronously on the subscription's
+    # scheduler (reactivex.from_iterable, rxlens.replay) runs on a thread of its own, returns
+    # its disposable, and stops when stopped (run inline, an endless one would keep spinning).
+    threads = NewThreadScheduler()
+    inner = SerialDisposable()
+
+    def start(_: Any, __: Any = None) -> None:
+        # A SerialDisposable already disposed disposes what it is given: a stop that came
+        # first wins.
+        inner.disposable = source.subscribe(next_, error_, completed, scheduler=threads)
+
+    handle._disposable.disposable = CompositeDisposable(threads.schedule(start), inner)
     return handle
 
 

@@ -47,6 +47,7 @@ def test_in_cell_runs_callbacks_in_the_callers_context_from_any_thread() -> None
 
 def test_subscribe_never_blocks_even_on_an_endless_synchronous_source() -> None:
     endless = reactivex.from_iterable(itertools.count())
+    before = set(threading.enumerate())
     started = time.monotonic()
     sub = notebook.subscribe(endless, lambda _: None, name="endless")
     assert time.monotonic() - started < 0.5
@@ -61,6 +62,11 @@ def test_subscribe_never_blocks_even_on_an_endless_synchronous_source() -> None:
     time.sleep(0.1)
     assert sub.count <= after + 1  # at most the item in flight
     assert notebook.active() == []
+    # The thread that ran the endless loop ended: stopping really stopped it.
+    deadline = time.monotonic() + 5
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(threading.enumerate()) - before == set()
 
 
 def test_subscribe_prints_events_and_errors_by_default(capsys: pytest.CaptureFixture[str]) -> None:
