@@ -189,3 +189,43 @@ def test_real_session_mode_shows_the_same_view(capsys: pytest.CaptureFixture[str
     assert re.search(r"window 1: s1 (HEALTHY|BROKEN|unknown) \d+", out)
     delivered = re.search(rf"s1 +{sid} .* (\d+) events delivered", out)
     assert delivered and int(delivered.group(1)) >= 15
+
+
+def test_the_live_view_renders_sessions_windows_alerts_and_resumes() -> None:
+    import io
+
+    from rich.console import Console
+
+    from rxlens.cli._demo import DemoView, Track
+    from rxlens.events import from_payload
+    from rxlens.sse._state import ConnectionState
+
+    def result(label: str, sid: str, event_id: str) -> object:
+        import dataclasses
+
+        payload = {"type": "inference.result", "event_data": {"response": [label, {}]}}
+        return dataclasses.replace(from_payload(payload, id=event_id), session_id=sid)
+
+    view = DemoView(
+        [Track("lsn-a", "machine", "machine-state")],
+        window=10,
+        seconds=30,
+        title="test",
+        out=io.StringIO(),
+        plain=False,
+    )
+    view.on_state("lsn-a", ConnectionState("open", "u"))
+    events = [result(label, "lsn-a", str(i)) for i, label in enumerate("AAB", 1)]
+    for event in events:
+        view.on_event(event)  # type: ignore[arg-type]
+    view.on_window(events)  # type: ignore[arg-type]
+    view.on_alert(events[0])  # type: ignore[arg-type]
+    view.on_state("lsn-a", ConnectionState("backing_off", "u", delay=0.5, error=OSError("x")))
+    console = Console(file=io.StringIO(), width=140, record=True)
+    console.print(view.render())
+    text = console.export_text()
+    assert "machine-state" in text and "backing_off" in text
+    assert "A 2, B 1" in text  # results per label of the closed window
+    assert "alerts (rising edges): 1" in text
+    assert "connection lost after id 3 (OSError); reconnecting in 0.5 s" in text
+    assert view.out.getvalue() == ""  # the live view prints nothing by itself
