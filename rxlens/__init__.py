@@ -9,7 +9,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from rxlens import errors
+from rxlens import aio, errors
+from rxlens.aio import aiter
 from rxlens.client import LensClient, merge_sessions
 from rxlens.errors import RxLensError
 from rxlens.recording import replay
@@ -22,6 +23,8 @@ __all__ = [
     "RetryPolicy",
     "RxLensError",
     "__version__",
+    "aio",
+    "aiter",
     "collect",
     "errors",
     "merge_sessions",
