@@ -16,7 +16,9 @@ It follows the WHATWG HTML standard, "Interpreting an event stream", to the lett
 - an event not ended by a blank line when the stream ends is discarded, never dispatched.
 
 The decoder works in linear time: it scans each chunk once, joins the parts of a long line once
-when the line ends, and decodes each run of complete lines in one call. Memory is bounded by
+when the line ends, and decodes each run of complete lines in one call. Blocks of the common
+shape (``[id: x][event: t]data: y``, one line each) become events without the per-line loop;
+every other block goes through the loop that transcribes the spec. Memory is bounded by
 ``max_event_bytes``: an event (or a line) that would grow past it raises :class:`EventTooLarge`
 before it is buffered.
 """
@@ -170,9 +172,67 @@ class Decoder:
     def _lines(self, complete: bytes) -> list[Event]:
         # ``complete`` ends with LF. UTF-8 never uses the bytes of CR or LF inside a multi-byte
         # sequence, so decoding a run of whole lines at once equals decoding line by line.
-        lines = complete.decode("utf-8", "replace").split("\n")
-        lines.pop()  # the empty string after the final LF
+        text = complete.decode("utf-8", "replace")
         events: list[Event] = []
+        # Split into blocks, each followed by a blank line; the last piece is the lines of an
+        # event not finished yet ("" when the text ends with a blank line).
+        blocks = text.split("\n\n")
+        tail = blocks.pop()
+        if blocks:
+            limit = self._max + 5  # a data line "data: " + value, value + 1 <= max
+            append = events.append
+            general = self._general
+            id_buffer = self._id_buffer
+            # The first block continues the previous call's event when one is in progress.
+            clean = not (self._data or self._event_type or self._id_in_block)
+            for block in blocks:
+                # The fast path: a block of the common shape, ``[id: x\n][event: t\n]data: y``,
+                # in a clean state, makes one event without the per-line loop. Anything else
+                # (several data lines, comments, retry, "data:" without a space, NUL in an id,
+                # an oversized event) takes the general loop, which is the spec.
+                if clean:
+                    nl = block.rfind("\n")
+                    if nl < 0:
+                        if block[:6] == "data: " and len(block) <= limit:
+                            append(_new_event(Event, (block[6:], "message", id_buffer, None)))
+                            continue
+                    elif block[nl + 1 : nl + 7] == "data: " and len(block) - nl - 1 <= limit:
+                        event_id: str | None = None
+                        event_type = "message"
+                        for line in block[:nl].split("\n"):
+                            if line[:4] == "id: " and "\x00" not in line:
+                                event_id = line[4:]
+                            elif line[:7] == "event: ":
+                                event_type = line[7:] or "message"
+                            else:
+                                break
+                        else:
+                            if event_id is not None:
+                                id_buffer = event_id
+                            append(
+                                _new_event(
+                                    Event, (block[nl + 7 :], event_type, id_buffer, event_id)
+                                )
+                            )
+                            continue
+                    self._id_buffer = id_buffer
+                    self._last_event_id = id_buffer
+                    general([*block.split("\n"), ""], events)
+                    id_buffer = self._id_buffer
+                else:
+                    general([*block.split("\n"), ""], events)
+                    id_buffer = self._id_buffer
+                    clean = True  # the blank line after the block ended any event
+            self._id_buffer = id_buffer
+            self._last_event_id = id_buffer
+        if tail:
+            lines = tail.split("\n")
+            lines.pop()  # the empty string after the final LF
+            self._general(lines, events)
+        return events
+
+    def _general(self, lines: list[str], events: list[Event]) -> None:
+        """The spec's per-line rules, for any lines; dispatched events go to ``events``."""
         append = events.append
         data = self._data
         limit = self._max
@@ -228,4 +288,3 @@ class Decoder:
             self._id_buffer = id_buffer
             self._id_in_block = id_in_block
             self._data_size = data_size
-        return events
