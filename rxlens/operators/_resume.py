@@ -15,7 +15,7 @@ from reactivex.scheduler import TimeoutScheduler
 from rxlens.errors import RetriesExhausted
 from rxlens.retry import RetryPolicy, RetryState
 from rxlens.sse._connect import mark_downstream
-from rxlens.sse._state import ConnectionState, StateCallback, report
+from rxlens.sse._state import ConnectionState, StateCallback, StateKind, report
 
 _T = TypeVar("_T")
 log = logging.getLogger("rxlens.resume")
@@ -88,6 +88,21 @@ def resume(
             def now() -> float:
                 return sched.to_seconds(sched.now)
 
+            def tell(kind: StateKind, attempt: int, delay: float | None, error: Exception) -> None:
+                if on_state is not None:
+                    report(
+                        on_state,
+                        ConnectionState(
+                            kind,
+                            getattr(source, "url", ""),
+                            last_event_id=getattr(source, "last_event_id", ""),
+                            attempt=attempt,
+                            delay=delay,
+                            error=error,
+                            at=now(),
+                        ),
+                    )
+
             def forward_downstream_error(error: Exception) -> None:
                 state.done = True
                 upstream.dispose()
@@ -151,32 +166,11 @@ def resume(
                                     error,
                                 )
                                 final.__cause__ = error
-                            report(
-                                on_state,
-                                ConnectionState(
-                                    "failed",
-                                    getattr(source, "url", ""),
-                                    last_event_id=getattr(source, "last_event_id", ""),
-                                    attempt=decision.state.attempt,
-                                    error=error,
-                                    at=now(),
-                                ),
-                            )
+                            tell("failed", decision.state.attempt, None, error)
                             log.info("giving up: %s (%s)", decision.reason, error)
                             observer.on_error(final)
                             return
-                        report(
-                            on_state,
-                            ConnectionState(
-                                "backing_off",
-                                getattr(source, "url", ""),
-                                last_event_id=getattr(source, "last_event_id", ""),
-                                attempt=decision.state.attempt,
-                                delay=decision.delay,
-                                error=error,
-                                at=now(),
-                            ),
-                        )
+                        tell("backing_off", decision.state.attempt, decision.delay, error)
                         log.info(
                             "reconnecting in %.2f s (%s): %s",
                             decision.delay,
