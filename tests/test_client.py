@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import warnings
 from typing import Any
 
 import pytest
+from sinks import subscribe
 
 from rxlens import LensClient, RetryPolicy
 from rxlens.client import DEFAULT_BASE_URL
@@ -31,40 +31,6 @@ from rxlens.operators import only_results
 from rxlens.sse import ConnectionState
 
 FAST = RetryPolicy.immediate(max_attempts=20)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.error: Exception | None = None
-        self.completed = False
-        self.done = threading.Event()
-
-    def on_next(self, item: Any) -> None:
-        self.items.append(item)
-
-    def on_error(self, error: Exception) -> None:
-        self.error = error
-        self.done.set()
-
-    def on_completed(self) -> None:
-        self.completed = True
-        self.done.set()
-
-    def wait(self, timeout: float = 10.0) -> Sink:
-        assert self.done.wait(timeout), f"no end; {len(self.items)} items"
-        return self
-
-    def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate(self.items):
-            assert time.monotonic() < deadline, f"timed out with {len(self.items)} items"
-            time.sleep(0.005)
-
-
-def sink_of(observable: Any) -> tuple[Sink, Any]:
-    sink = Sink()
-    return sink, observable.subscribe(sink.on_next, sink.on_error, sink.on_completed)
 
 
 def results(items: list[LensEvent]) -> list[InferenceResult]:
@@ -142,7 +108,7 @@ def test_connect_gives_typed_events_under_both_prefixes(
 ) -> None:
     client = LensClient(api_key=emu.api_key, base_url=emu.root_url + prefix)
     sid = emu.create_session()
-    sink, disposable = sink_of(client.connect(sid))
+    sink, disposable = subscribe(client.connect(sid))
     emu.wait_readers(sid, 1)
     emu.push(sid, payload(1))
     sink.wait_for(lambda items: len(results(items)) == 1)
@@ -156,14 +122,14 @@ def test_connect_gives_typed_events_under_both_prefixes(
 def test_wrong_key_is_authentication_error(emu: LensEmulator) -> None:
     client = LensClient(api_key="wrong-key", base_url=emu.base_url)
     sid = emu.create_session()
-    sink, _ = sink_of(client.events(sid, policy=FAST, check_channel=False))
+    sink, _ = subscribe(client.events(sid, policy=FAST, check_channel=False))
     sink.wait()
     assert isinstance(sink.error, AuthenticationError)
     assert "wrong-key" not in str(sink.error)
 
 
 def test_unknown_session_is_not_found(client: LensClient) -> None:
-    sink, _ = sink_of(client.events("lsn-nope", policy=FAST, check_channel=False))
+    sink, _ = subscribe(client.events("lsn-nope", policy=FAST, check_channel=False))
     sink.wait()
     assert isinstance(sink.error, NotFound)
 
@@ -173,7 +139,7 @@ def test_unknown_session_is_not_found(client: LensClient) -> None:
 
 def test_events_completes_after_stream_end(emu: LensEmulator, client: LensClient) -> None:
     sid = emu.create_session()
-    sink, _ = sink_of(client.events(sid, policy=FAST))
+    sink, _ = subscribe(client.events(sid, policy=FAST))
     emu.wait_readers(sid, 1)
     emu.push_many(sid, [payload(i) for i in range(3)])
     sink.wait_for(lambda items: len(results(items)) == 3)
@@ -186,7 +152,7 @@ def test_events_completes_after_stream_end(emu: LensEmulator, client: LensClient
 
 def test_events_resume_across_drops_exactly_once(emu: LensEmulator, client: LensClient) -> None:
     sid = emu.create_session(faults=Faults(drop_after=4, drops=3))
-    sink, disposable = sink_of(client.events(sid, policy=FAST).pipe(only_results()))
+    sink, disposable = subscribe(client.events(sid, policy=FAST).pipe(only_results()))
     emu.wait_readers(sid, 1)
     emu.push_many(sid, [payload(i) for i in range(20)])
     sink.wait_for(lambda items: len(items) >= 20)
@@ -200,7 +166,7 @@ def test_events_resume_a_silent_connection(emu: LensEmulator, client: LensClient
     # A stall stops everything, heartbeats included: the heartbeat timeout must resume.
     sid = emu.create_session(faults=Faults(stall_after=2, stall_for=30, stalls=1))
     states: list[ConnectionState] = []
-    sink, disposable = sink_of(
+    sink, disposable = subscribe(
         client.events(sid, policy=FAST, heartbeat_timeout=0.5, on_state=states.append).pipe(
             only_results()
         )
@@ -216,7 +182,7 @@ def test_events_resume_a_silent_connection(emu: LensEmulator, client: LensClient
 
 def test_heartbeats_keep_a_quiet_stream_alive(emu: LensEmulator, client: LensClient) -> None:
     sid = emu.create_session()
-    sink, disposable = sink_of(client.events(sid, policy=FAST, heartbeat_timeout=0.6))
+    sink, disposable = subscribe(client.events(sid, policy=FAST, heartbeat_timeout=0.6))
     sink.wait_for(lambda items: sum(isinstance(e, Heartbeat) for e in items) >= 4)
     disposable.dispose()
     assert sink.error is None
@@ -228,7 +194,7 @@ def test_without_ids_it_reconnects_and_warns_once(emu: LensEmulator, client: Len
     states: list[ConnectionState] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _sink, disposable = sink_of(client.events(sid, policy=FAST, on_state=states.append))
+        _sink, disposable = subscribe(client.events(sid, policy=FAST, on_state=states.append))
         emu.wait_readers(sid, 1)
         deadline = time.monotonic() + 10
         n = 0
@@ -245,7 +211,7 @@ def test_without_ids_it_reconnects_and_warns_once(emu: LensEmulator, client: Len
 
 def test_malformed_frames_are_emitted(emu: LensEmulator, client: LensClient) -> None:
     sid = emu.create_session()
-    sink, disposable = sink_of(client.events(sid, policy=FAST))
+    sink, disposable = subscribe(client.events(sid, policy=FAST))
     emu.wait_readers(sid, 1)
     emu.push(sid, "not json at all")
     emu.push(sid, payload(1))
@@ -259,7 +225,7 @@ def test_follow_reconnects_after_idle_end_while_running() -> None:
     with LensEmulator(heartbeat_interval=0.1, idle_timeout=0.4) as emu:
         client = LensClient(api_key=emu.api_key, base_url=emu.base_url)
         sid = emu.create_session()
-        sink, _ = sink_of(client.events(sid, policy=FAST, follow=True).pipe(only_results()))
+        sink, _ = subscribe(client.events(sid, policy=FAST, follow=True).pipe(only_results()))
         emu.wait_readers(sid, 1)
         emu.push(sid, payload(0))
         # The stream ends after 0.4 s idle; follow reconnects since the session runs.
@@ -304,7 +270,7 @@ def test_unreadable_metadata_warns_and_goes_ahead(emu: LensEmulator) -> None:
     sid = emu.create_session()
     with pytest.warns(UserWarning, match="output channel"):
         events = client.events(sid, policy=FAST)
-    sink, _ = sink_of(events)
+    sink, _ = subscribe(events)
     sink.wait()
     assert isinstance(sink.error, AuthenticationError)
 

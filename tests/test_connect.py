@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sinks import subscribe
 from sse_server import Handler, ScriptedServer, frames, sse, status
 
 from rxlens.errors import (
@@ -28,45 +28,6 @@ from rxlens.sse import ConnectionState, Event, connect, stream
 KEY = "sk-test-SECRET-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 FAST = RetryPolicy.immediate(max_attempts=50)
-
-
-class Sink:
-    """Collects what a subscription delivers, with waits bounded in time."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.error: Exception | None = None
-        self.completed = False
-        self.done = threading.Event()
-        self.arrived = queue.Queue[Any]()
-
-    def on_next(self, item: Any) -> None:
-        self.items.append(item)
-        self.arrived.put(item)
-
-    def on_error(self, error: Exception) -> None:
-        self.error = error
-        self.done.set()
-
-    def on_completed(self) -> None:
-        self.completed = True
-        self.done.set()
-
-    def wait(self, timeout: float = 10.0) -> Sink:
-        assert self.done.wait(timeout), f"stream did not end; got {len(self.items)} items"
-        return self
-
-    def wait_items(self, n: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.items) < n:
-            assert time.monotonic() < deadline, f"only {len(self.items)} of {n} items"
-            time.sleep(0.005)
-
-
-def subscribe(observable: Any) -> tuple[Sink, Any]:
-    sink = Sink()
-    disposable = observable.subscribe(sink.on_next, sink.on_error, sink.on_completed)
-    return sink, disposable
 
 
 def datas(items: list[Event]) -> list[str]:
