@@ -190,7 +190,19 @@ def _read_body(response: requests.Response, limit: int = 4096) -> str:
         return ""
     if not isinstance(raw, bytes):
         return ""
-    return raw.decode("utf-8", "replace")
+    return _mask_key(raw.decode("utf-8", "replace"), response)
+
+
+def _mask_key(text: str, response: requests.Response) -> str:
+    # Some servers quote the credentials they refuse: the key must not reach an error message.
+    request = getattr(response, "request", None)
+    header = request.headers.get("Authorization") if request is not None else None
+    if not header:
+        return text
+    for secret in {str(header), str(header).partition(" ")[2].strip()}:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def status_error(response: requests.Response, url: str) -> HTTPStatusError:
