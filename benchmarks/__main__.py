@@ -1,0 +1,201 @@
+"""``python -m benchmarks [--quick] [--out DIR]``: every contender, every measure, one run.
+
+Starts the loopback server in its own process, runs each contender's measures in fresh child
+processes (throughput repetitions interleaved across contenders, so that a load change on the
+machine hits all of them alike), and writes ``latest.json`` and ``latest.md`` to ``--out``
+(default ``benchmarks/results``, or ``benchmarks/results/quick`` with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+from benchmarks.contenders import CONTENDERS
+from benchmarks.control import Server, start_server, stop_server
+from benchmarks.large import MIB
+
+HERE = Path(__file__).resolve().parent
+ALL = list(CONTENDERS)
+RXLENS = ["rxlens-typed", "rxlens-raw"]
+
+#: measure -> (params, contenders). The quick run keeps every code path and drops the volume;
+#: the vendor SDK's resume (its back-off sleeps 1 s then 10 s) is left to the full run.
+QUICK: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "throughput": ({"n": 20_000, "repeats": 1, "timeout": 20}, ALL),
+    "latency": ({"n": 30, "rate": 100}, ALL),
+    "large": ({"sizes": [2 * MIB, 8 * MIB], "repeats": 1, "timeout": 3}, ALL),
+    "first_event": ({"hold": 1.0, "repeats": 1}, ALL),
+    "dispose": ({"hold": 1.0}, ALL),
+    "resume": ({"n": 3000, "rate": 10_000, "drop_every": 1000, "timeout": 10}, RXLENS),
+    "memory": ({"n": 50_000, "timeout": 30}, ["rxlens-typed", "rxlens-raw", "limit"]),
+    "fanin": ({"levels": [50], "window": 2}, ["rxlens-typed"]),
+}
+FULL: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "throughput": ({"n": 200_000, "repeats": 3, "timeout": 120}, ALL),
+    "latency": ({"n": 1000, "rate": 100}, ALL),
+    "large": ({"sizes": [2 * MIB, 8 * MIB], "repeats": 3, "timeout": 30}, ALL),
+    "first_event": ({"hold": 3.0, "repeats": 3}, ALL),
+    "dispose": ({"hold": 15.0}, ALL),
+    "resume": (
+        {"n": 20_000, "rate": 10_000, "drop_every": 1000, "timeout": 60},
+        ["rxlens-typed", "rxlens-raw", "vendor-sdk"],
+    ),
+    "memory": ({"n": 1_000_000, "timeout": 300}, ALL),
+    "fanin": (
+        {"levels": [100, 500, 1000], "window": 10, "beyond": [1500, 2000]},
+        ["rxlens-typed", "vendor-sdk"],
+    ),
+}
+#: Measures that share one child process per contender (the rest get a process each).
+GROUPED = ("latency", "large", "first_event", "dispose", "resume")
+
+
+def run_child(
+    server: Server, contender: str, plan: list[tuple[str, dict[str, Any]]], timeout: float
+) -> list[dict[str, Any]]:
+    """Run ``plan`` for ``contender`` in a fresh process; one result per measure."""
+    args = [sys.executable, "-m", "benchmarks.child", str(server.port), contender, json.dumps(plan)]
+    path = str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env = dict(os.environ, PYTHONPATH=path)
+    try:
+        done = subprocess.run(
+            args, capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE.parent
+        )
+        out, err, note = done.stdout, done.stderr, None
+    except subprocess.TimeoutExpired as exc:
+        out = _text(exc.stdout)
+        err = _text(exc.stderr)
+        note = f"killed after {timeout:g} s"
+    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    seen = {r["measure"] for r in results}
+    for measure, _ in plan:
+        if measure not in seen:
+            tail = err.strip().splitlines()[-1:] if err.strip() else []
+            results.append({"measure": measure, "error": note or " ".join(tail) or "no result"})
+    return results
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="rxlens against the other SSE readers."
+    )
+    parser.add_argument("--quick", action="store_true", help="a small run (CI, a minute)")
+    parser.add_argument("--out", type=Path, help="where to write latest.json and latest.md")
+    parser.add_argument("--only", help="comma-separated measures to run (default: all)", default="")
+    args = parser.parse_args(argv)
+    config = QUICK if args.quick else FULL
+    only = [m for m in args.only.split(",") if m]
+    if only:
+        unknown = set(only) - set(config)
+        if unknown:
+            parser.error(f"unknown measures: {', '.join(sorted(unknown))}")
+        config = {m: v for m, v in config.items() if m in only}
+    out = args.out or (HERE / "results" / ("quick" if args.quick else ""))
+    out.mkdir(parents=True, exist_ok=True)
+
+    available = [k for k in ALL if CONTENDERS[k].available()]
+    missing = [k for k in ALL if k not in available]
+    machine = report.machine()
+    started = time.monotonic()
+    proc, server = start_server()
+    results: dict[str, dict[str, Any]] = {k: {} for k in available}
+    fanin: dict[str, list[dict[str, Any]]] = {}
+    try:
+        if "throughput" in config:
+            params, who = config["throughput"]
+            runs: list[dict[str, Any]] = []
+            for rep in range(int(params["repeats"])):
+                for key in [k for k in who if k in available]:
+                    _say(f"throughput {key} #{rep + 1}")
+                    budget = 60 + params["timeout"]
+                    (result,) = run_child(server, key, [("throughput", params)], budget)
+                    result["contender"], result["rep"] = key, rep
+                    runs.append(result)
+            for key in available:
+                results[key]["throughput"] = report.summarise_throughput(runs, key)
+        for key in available:
+            plan = [(m, config[m][0]) for m in GROUPED if m in config and key in config[m][1]]
+            if plan:
+                _say(f"{', '.join(m for m, _ in plan)}: {key}")
+                budget = 60 + sum(_budget(m, p) for m, p in plan)
+                for result in run_child(server, key, plan, budget):
+                    results[key][result["measure"]] = result
+        if "memory" in config:
+            params, who = config["memory"]
+            for key in [k for k in who if k in available]:
+                _say(f"memory {key}")
+                (result,) = run_child(server, key, [("memory", params)], 60 + params["timeout"])
+                results[key]["memory"] = result
+        if "fanin" in config:
+            params, who = config["fanin"]
+            for key in [k for k in who if k in available]:
+                fanin[key] = run_fanin(server, key, params)
+    finally:
+        stop_server(proc)
+    machine["load_after"] = report.load()
+    data = {
+        "quick": args.quick,
+        "machine": machine,
+        "seconds": round(time.monotonic() - started, 1),
+        "contenders": {k: CONTENDERS[k].label for k in available},
+        "missing": missing,
+        "config": {m: {"params": p, "contenders": c} for m, (p, c) in config.items()},
+        "results": results,
+        "fanin": fanin,
+    }
+    data["goals"] = report.goals(data)
+    (out / "latest.json").write_text(json.dumps(data, indent=1) + "\n")
+    (out / "latest.md").write_text(report.markdown(data))
+    _say(f"wrote {out / 'latest.json'} and {out / 'latest.md'} in {data['seconds']} s")
+    return 0
+
+
+def run_fanin(server: Server, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each level in its own process; past the listed levels, go on while the load holds."""
+    levels = list(params["levels"])
+    beyond = list(params.get("beyond", []))
+    rows: list[dict[str, Any]] = []
+    for level in levels + beyond:
+        if level in beyond and rows and not rows[-1].get("held"):
+            break
+        _say(f"fan-in {key} x{level}")
+        run = {"sessions": level, "window": params["window"]}
+        budget = 120 + level / 10 + params["window"]
+        (result,) = run_child(server, key, [("fanin", run)], budget)
+        result.setdefault("sessions", level)
+        rows.append(result)
+    return rows
+
+
+def _budget(measure: str, params: dict[str, Any]) -> float:
+    if measure == "latency":
+        return float(params["n"]) / float(params.get("rate", 100)) + 10
+    if measure == "large":
+        return float(params["timeout"]) + 2 * len(params["sizes"]) * int(params["repeats"])
+    if measure == "first_event":
+        return (float(params["hold"]) + 2) * int(params["repeats"])
+    if measure == "dispose":
+        return float(params["hold"]) + 10
+    return float(params.get("timeout", 60))
+
+
+def _say(message: str) -> None:
+    print(f"[benchmarks] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Fan-in: many sessions in one process, each sent one result per second.
+
+All sessions are opened (rxlens: one ``LensClient``, one ``client.events`` pipeline per
+session; the vendor SDK: one ``create_sse_consumer`` per session, polled by one thread with the
+non-blocking ``read()``). Once every session has delivered a result, a window of ``window``
+seconds is measured: the process's CPU time (every thread) over the window, OS threads, RSS,
+and the delivery lag (server write to subscriber) of the results that arrived in it. The
+process holds the load when it delivered at least 95% of what the server sent in the window
+and the p99 lag stayed under one second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from benchmarks.common import cpu_seconds, ms, os_threads, percentile, rss_bytes
+from benchmarks.contenders import VENDOR_POLL, Contender, Handle, Sink
+from benchmarks.control import Server
+from benchmarks.frames import RESULT, stamp_of
+
+MB = 1e6
+
+
+def run(contender: Contender, server: Server, params: dict[str, Any]) -> dict[str, Any]:
+    count = int(params["sessions"])
+    window = float(params.get("window", 10))
+    created = server.create("fanin", sessions=count, interval=1.0)
+    scenario, sids = created["session_id"], created["session_ids"]
+    ctx = contender.setup(server)
+    sinks = [Sink(keep=True) for _ in sids]
+    threads_before = os_threads()
+    t_open = time.monotonic()
+    handles: list[Handle] = []
+    polled = contender.key == "vendor-sdk"
+    for sid, sink in zip(sids, sinks, strict=True):
+        if polled:
+            handles.append(VENDOR_POLL(ctx, sid, sink, {}))
+        else:
+            handles.append(contender.start(ctx, sid, sink, {}))
+    stop = threading.Event()
+    if polled:
+        threading.Thread(target=_poll, args=(handles, sinks, stop), daemon=True).start()
+    deadline = time.monotonic() + 30 + count / 20
+    while time.monotonic() < deadline and not all(s.records or s.done.is_set() for s in sinks):
+        time.sleep(0.05)
+    ready = sum(1 for s in sinks if s.records)
+    open_s = time.monotonic() - t_open
+    sent0 = server.stats(scenario)["sent"]
+    cpu0, t0 = cpu_seconds(), time.monotonic_ns()
+    time.sleep(window)
+    cpu1, t1 = cpu_seconds(), time.monotonic_ns()
+    sent1 = server.stats(scenario)["sent"]
+    threads, rss = os_threads(), rss_bytes()
+    lags = [
+        arrived - stamp_of(payload)
+        for sink in sinks
+        for arrived, payload in list(sink.records)
+        if t0 <= arrived < t1
+    ]
+    # Results written in the window and not yet delivered count against the process.
+    delivered = len(lags)
+    sent = sent1 - sent0
+    p99 = percentile(lags, 99)
+    failed = sum(1 for s in sinks if s.error is not None)
+    stop.set()
+    for handle in handles:
+        if not polled:
+            handle.close()
+    server.stop(scenario)
+    return {
+        "sessions": count,
+        "ready": ready,
+        "open_s": round(open_s, 2),
+        "window_s": window,
+        "cpu_percent": round((cpu1 - cpu0) / ((t1 - t0) / 1e9) * 100, 1),
+        "threads": threads,
+        "threads_before": threads_before,
+        "rss_mb": round(rss / MB, 1),
+        "sent": sent,
+        "delivered": delivered,
+        "lag_p50_ms": ms(percentile(lags, 50)),
+        "lag_p99_ms": ms(p99),
+        "failed_sessions": failed,
+        "held": ready == count
+        and failed == 0
+        and sent > 0
+        and delivered >= 0.95 * sent
+        and p99 is not None
+        and p99 < 1e9,
+    }
+
+
+def _poll(handles: list[Handle], sinks: list[Sink], stop: threading.Event) -> None:
+    """The vendor SDK's consumer side: one thread polling every reader's ``read()``."""
+    pairs = [(h.extra["reader"], s) for h, s in zip(handles, sinks, strict=True)]
+    while not stop.is_set():
+        for reader, sink in pairs:
+            for payload in reader.read():
+                if payload["type"] == RESULT:
+                    sink.item(payload)
+        time.sleep(0.01)

@@ -1,0 +1,403 @@
+"""A minimal loopback SSE server for the benchmarks, run in its own process.
+
+Why not the emulator: the emulator is a faithful Lens (sessions, auth, faults) built on
+``http.server``, and it formats frames as it goes. A benchmark needs the opposite: bytes built
+before the clock starts and written with one ``sendall`` per 64 KiB, so that the server is never
+what limits a contender. Running it in a separate process keeps it off the contenders' GIL.
+
+Control API (JSON):
+
+- ``POST /bench/scenarios`` with ``{"kind": ..., params}`` creates a scenario and returns
+  ``{"session_id": ..., "session_ids": [...]}``; its bytes are built now, before any timing;
+- ``GET /bench/scenarios/{id}`` returns what the server saw (connections, drops, closes);
+- ``POST /bench/scenarios/{id}/stop`` ends a scenario (fan-in sessions are closed).
+
+Streams: ``GET .../lens/sessions/consumer/{id}`` under any base path (``/api``, ``/v0.5``).
+Every stream opens with ``sse.stream.start``. Kinds:
+
+- ``bulk`` (``n``): ``n`` results in 64 KiB chunks as fast as the socket takes them, then
+  ``sse.stream.end``;
+- ``paced`` (``n``, ``rate``): one stamped result per chunk at ``rate`` per second;
+- ``large`` (``sizes``, ``gap``): one stamped result of each size, ``gap`` seconds apart;
+- ``first`` (``delay``, ``hold``): a close-delimited response (no chunking, no length): one
+  stamped result after ``delay``, then silence for ``hold`` seconds;
+- ``silent`` (``hold``): the start frame, then silence; records when the client hung up;
+- ``resume`` (``n``, ``rate``, ``drop_every``): results produced live at ``rate`` per second;
+  honours ``Last-Event-ID``; a connection is cut mid-frame after ``drop_every`` results; a
+  reconnection without a cursor gets only what is produced from then on (a live stream);
+- ``fanin`` (``sessions``, ``interval``): ``sessions`` session ids, each sent one stamped
+  result every ``interval`` seconds, phases spread over the interval; one ticker thread writes
+  every session's frames.
+
+Run: ``python -m benchmarks.server`` prints ``{"port": N}`` and serves until stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import os
+import re
+import select
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from benchmarks import frames
+
+_CONSUMER = re.compile(r"/lens/sessions/consumer/([^/?#]+)")
+_SCENARIO = re.compile(r"^/bench/scenarios/([^/?#]+)(/stop)?$")
+_MAX_HEAD = 65536
+
+
+def _now() -> int:
+    return time.monotonic_ns()
+
+
+class Scenario:
+    """One benchmark stream set-up, and what the server saw while serving it."""
+
+    def __init__(self, sid: str, spec: dict[str, Any]) -> None:
+        self.sid = sid
+        self.kind = str(spec["kind"])
+        self.spec = spec
+        self.lock = threading.Lock()
+        self.connections: list[dict[str, Any]] = []
+        self.body = b""
+        self.stopped = threading.Event()
+        self.started_at: float | None = None
+        self.sent = 0
+        if self.kind == "bulk" and int(spec["n"]) <= 400_000:
+            self.body = frames.bulk(1, int(spec["n"]))
+        if self.kind == "large":
+            self.large = [frames.LargeEvent(i + 1, int(s)) for i, s in enumerate(spec["sizes"])]
+        self.session_ids = [sid]
+        if self.kind == "fanin":
+            count = int(spec["sessions"])
+            self.session_ids = [f"{sid}-{i}" for i in range(count)]
+            self.ticker = _Ticker(self, float(spec.get("interval", 1.0)))
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "kind": self.kind,
+                "connections": list(self.connections),
+                "sent": self.sent,
+                "open": getattr(self, "ticker", None) and self.ticker.open_count(),
+            }
+
+
+class _Ticker:
+    """Writes one stamped frame per session per interval, for every fan-in session."""
+
+    def __init__(self, scenario: Scenario, interval: float) -> None:
+        self.scenario = scenario
+        self.interval = interval
+        self.heap: list[tuple[float, int, socket.socket, int]] = []
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.count = len(scenario.session_ids)
+        self.live: set[socket.socket] = set()
+        self.thread = threading.Thread(target=self._run, name="fanin-ticker", daemon=True)
+        self.thread.start()
+
+    def open_count(self) -> int:
+        with self.lock:
+            return len(self.live)
+
+    def add(self, index: int, conn: socket.socket) -> None:
+        due = time.monotonic() + 0.2 + self.interval * index / self.count
+        with self.lock:
+            heapq.heappush(self.heap, (due, index, conn, 1))
+            self.live.add(conn)
+        self.wake.set()
+
+    def _run(self) -> None:
+        scenario = self.scenario
+        while not scenario.stopped.is_set():
+            with self.lock:
+                head = self.heap[0][0] if self.heap else None
+            now = time.monotonic()
+            if head is None or head > now:
+                self.wake.wait(0.005 if head is None else min(0.005, head - now))
+                self.wake.clear()
+                continue
+            with self.lock:
+                due, index, conn, seq = heapq.heappop(self.heap)
+            try:
+                conn.sendall(frames.chunk(frames.result(seq, _now())))
+            except OSError:
+                with self.lock:
+                    self.live.discard(conn)
+                _close(conn)
+                continue
+            with scenario.lock:
+                scenario.sent += 1
+            with self.lock:
+                heapq.heappush(self.heap, (due + self.interval, index, conn, seq + 1))
+        with self.lock:
+            conns = list(self.live)
+            self.live.clear()
+            self.heap.clear()
+        for conn in conns:
+            _close(conn)
+
+
+def _close(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    conn.close()
+
+
+def _hung_up(conn: socket.socket, seconds: float, stop: threading.Event) -> int | None:
+    """Wait up to ``seconds`` for the client to close; return when it did (monotonic ns)."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        readable, _, _ = select.select([conn], [], [], min(left, 0.05))
+        if readable:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return _now()
+            if not data:
+                return _now()
+    return None
+
+
+class BenchServer:
+    """The server: an accept loop and one thread per connection (fan-in hands off its sockets)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sock = socket.create_server((host, port), backlog=4096)
+        self.port = self.sock.getsockname()[1]
+        self.scenarios: dict[str, Scenario] = {}
+        self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.readers = itertools.count(1)
+
+    def serve_forever(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _handle(self, conn: socket.socket) -> None:
+        keep = False
+        try:
+            keep = self._dispatch(conn)
+        except OSError:
+            pass  # the client went away: nothing to report
+        finally:
+            if not keep:
+                _close(conn)
+
+    def _dispatch(self, conn: socket.socket) -> bool:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = conn.recv(65536)
+            if not data or len(head) > _MAX_HEAD:
+                return False
+            head += data
+        head, _, rest = head.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if method == "POST" and path == "/bench/scenarios":
+            length = int(headers.get("content-length", "0"))
+            while len(rest) < length:
+                data = conn.recv(65536)
+                if not data:
+                    return False
+                rest += data
+            scenario = self._create(json.loads(rest[:length]))
+            _json(conn, 200, {"session_id": scenario.sid, "session_ids": scenario.session_ids})
+            return False
+        match = _SCENARIO.match(path)
+        if match:
+            found = self.scenarios.get(match.group(1))
+            if found is None:
+                _json(conn, 404, {"error": "unknown scenario"})
+            elif match.group(2):
+                found.stopped.set()
+                _json(conn, 200, found.stats())
+            else:
+                _json(conn, 200, found.stats())
+            return False
+        match = _CONSUMER.search(path)
+        if method == "GET" and match:
+            sid = match.group(1)
+            base = sid.rsplit("-", 1)[0] if sid not in self.scenarios else sid
+            found = self.scenarios.get(sid) or self.scenarios.get(base)
+            if found is None:
+                _json(conn, 404, {"errors": [f"Unknown session id: {sid}"]})
+                return False
+            return self._stream(conn, found, sid, headers)
+        _json(conn, 404, {"error": "not found"})
+        return False
+
+    def _create(self, spec: dict[str, Any]) -> Scenario:
+        sid = f"lsn-bench{next(self.ids):04d}"
+        scenario = Scenario(sid, spec)
+        with self.lock:
+            self.scenarios[sid] = scenario
+        return scenario
+
+    # -- streams ----------------------------------------------------------------------------
+
+    def _stream(
+        self, conn: socket.socket, scenario: Scenario, sid: str, headers: dict[str, str]
+    ) -> bool:
+        kind = scenario.kind
+        spec = scenario.spec
+        record: dict[str, Any] = {"at": _now(), "last_event_id": headers.get("last-event-id")}
+        with scenario.lock:
+            scenario.connections.append(record)
+            first_connection = len(scenario.connections) == 1
+        chunked = kind != "first"
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            + ("Transfer-Encoding: chunked\r\n" if chunked else "Connection: close\r\n")
+            + "\r\n"
+        ).encode()
+        opening = frames.start(sid, next(self.readers))
+        if kind == "first":
+            conn.sendall(head)
+            time.sleep(float(spec.get("delay", 0.05)))
+            record["written"] = _now()
+            conn.sendall(frames.result(1, record["written"]))
+            record["closed"] = _hung_up(conn, float(spec.get("hold", 2.0)), scenario.stopped)
+            return False
+        conn.sendall(head + frames.chunk(opening))
+        if kind == "bulk":
+            n = int(spec["n"])
+            if scenario.body:
+                conn.sendall(scenario.body)
+            else:
+                step = 8192
+                for lo in range(1, n + 1, step):
+                    conn.sendall(frames.bulk(lo, min(step, n + 1 - lo)))
+            conn.sendall(frames.chunk(frames.end(n)) + frames.LAST_CHUNK)
+            record["done"] = _now()
+            return False
+        if kind == "paced":
+            n, rate = int(spec["n"]), float(spec["rate"])
+            t0 = time.monotonic() + 0.1
+            for i in range(1, n + 1):
+                delay = t0 + (i - 1) / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                conn.sendall(frames.chunk(frames.result(i, _now())))
+            conn.sendall(frames.chunk(frames.end(n)) + frames.LAST_CHUNK)
+            return False
+        if kind == "large":
+            gap = float(spec.get("gap", 0.2))
+            for event in scenario.large:
+                time.sleep(gap)
+                first, rest = event.parts(_now())
+                conn.sendall(first)
+                conn.sendall(rest)
+            time.sleep(gap)
+            conn.sendall(frames.chunk(frames.end(len(scenario.large))) + frames.LAST_CHUNK)
+            return False
+        if kind == "silent":
+            record["closed"] = _hung_up(conn, float(spec.get("hold", 15.0)), scenario.stopped)
+            return False
+        if kind == "resume":
+            self._resume(conn, scenario, record, headers, first_connection)
+            return False
+        if kind == "fanin":
+            scenario.ticker.add(scenario.session_ids.index(sid), conn)
+            return True
+        return False
+
+    def _resume(
+        self,
+        conn: socket.socket,
+        scenario: Scenario,
+        record: dict[str, Any],
+        headers: dict[str, str],
+        first_connection: bool,
+    ) -> None:
+        spec = scenario.spec
+        n, rate, drop_every = int(spec["n"]), float(spec["rate"]), int(spec["drop_every"])
+        with scenario.lock:
+            if scenario.started_at is None:
+                scenario.started_at = time.monotonic()
+            started = scenario.started_at
+
+        def produced() -> int:
+            return min(n, int((time.monotonic() - started) * rate))
+
+        cursor = headers.get("last-event-id", "")
+        if cursor.isdigit():
+            nxt = int(cursor) + 1
+        elif first_connection:
+            nxt = 1
+        else:
+            nxt = produced() + 1  # live: what happened while away is gone
+        record["from"] = nxt
+        sent = 0
+        while nxt <= n:
+            available = produced()
+            if available < nxt:
+                time.sleep(0.0005)
+                continue
+            upto = min(available, nxt + (drop_every - sent) - 1, nxt + frames.BULK_FRAMES - 1)
+            conn.sendall(frames.bulk(nxt, upto - nxt + 1))
+            sent += upto - nxt + 1
+            nxt = upto + 1
+            if sent >= drop_every and nxt <= n:
+                # Cut mid-frame: half of the next frame, then the connection goes away.
+                half = frames.result(nxt)
+                conn.sendall(frames.chunk(half[: len(half) // 2]))
+                record["dropped"] = _now()
+                record["sent"] = sent
+                return
+        conn.sendall(frames.chunk(frames.end(n)) + frames.LAST_CHUNK)
+        record["sent"] = sent
+        record["done"] = _now()
+
+
+def _json(conn: socket.socket, status: int, body: Any) -> None:
+    data = json.dumps(body).encode()
+    reason = "OK" if status == 200 else "Not Found"
+    conn.sendall(
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+        + data
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until stdin closes (the harness holds the pipe: the server dies with it)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = BenchServer(port=args.port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(json.dumps({"port": server.port, "pid": os.getpid()}), flush=True)
+    try:
+        sys.stdin.read()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The benchmark harness runs end to end (``python -m benchmarks --quick``) and its figures are
+sane. No assertion on speed: CI machines are noisy, and only ratios within one run mean
+anything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((out / "latest.json").read_text())
+    return data, (out / "latest.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_every_installed_contender_streams_every_event(run: tuple[dict[str, Any], str]) -> None:
+    data, _ = run
+    assert set(data["contenders"]) >= {"rxlens-typed", "rxlens-raw", "limit"}
+    for key, result in data["results"].items():
+        throughput = result["throughput"]
+        assert throughput["error"] is None, key
+        assert throughput["events_per_s"] > 0, key
+        assert throughput["runs"] and all(r and r > 0 for r in throughput["runs"]), key
+    assert data["results"]["limit"]["throughput"]["ratio_to_limit"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_rxlens_figures_are_sane(run: tuple[dict[str, Any], str]) -> None:
+    data, _ = run
+    for key in ("rxlens-typed", "rxlens-raw"):
+        r = data["results"][key]
+        assert 0 < r["throughput"]["ratio_to_limit"] < 5
+        latency = r["latency"]
+        assert latency["error"] is None and latency["events"] == latency["expected"]
+        assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+        assert r["large"]["error"] is None and r["large"]["2MiB_ms"] > 0
+        assert r["large"]["8MiB_ms"] > 0
+        assert r["first_event"]["error"] is None and r["first_event"]["ms"] > 0
+        dispose = r["dispose"]
+        assert dispose["error"] is None
+        assert 0 <= dispose["close_returned_ms"] <= dispose["ms"]
+        resume = r["resume"]
+        assert resume["error"] is None
+        assert resume["lost"] == 0 and resume["duplicated"] == 0
+        assert resume["drops"] >= 1 and resume["with_cursor"] == resume["reconnects"]
+        memory = r["memory"]
+        assert memory["error"] is None and memory["events"] == memory["expected"]
+        assert memory["base_mb"] > 0 and memory["growth_mb"] is not None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_fan_in_and_goals_are_reported(run: tuple[dict[str, Any], str]) -> None:
+    data, markdown = run
+    (row,) = data["fanin"]["rxlens-typed"]
+    assert row["ready"] == row["sessions"] == 50
+    assert row["delivered"] > 0 and row["sent"] > 0
+    assert row["threads"] >= row["sessions"] and row["rss_mb"] > 0 and row["cpu_percent"] >= 0
+    assert len(data["goals"]) == 9
+    assert all(g["measured"] is not None for g in data["goals"])
+    assert data["machine"]["cores"] >= 1 and data["machine"]["date"]
+    for label in data["contenders"].values():
+        assert f"| {label} |" in markdown
+    assert "Quick run" in markdown
