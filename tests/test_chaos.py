@@ -29,7 +29,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
@@ -267,9 +267,11 @@ def run_scenario(scenario: Scenario) -> Outcome:
         done = threading.Event()
         errors: list[Exception] = []
         started = time.monotonic()
-        subscription = pipeline.subscribe(
-            on_next, lambda e: (errors.append(e), done.set()), done.set
-        )
+        def on_error(error: Exception) -> None:
+            errors.append(error)
+            done.set()
+
+        subscription = pipeline.subscribe(on_next, on_error, done.set)
         try:
             emu.wait_readers(sid, 1, timeout=10.0)
             driver = Driver(emu, sid, scenario)
@@ -422,7 +424,7 @@ def test_every_fault_mode_is_drawn() -> None:
     assert seen >= set(_MODES) | {"ids-on", "ids-off", "ids-switching"}
 
 
-_MODES = {
+_MODES: dict[str, Callable[[Faults], bool]] = {
     "drop": lambda f: f.drop_rate > 0 or f.drop_after is not None,
     "stall": lambda f: f.stall_after is not None and f.stall_for is not None,
     "stall-until-timeout": lambda f: f.stall_after is not None and f.stall_for is None,

@@ -62,7 +62,7 @@ Behaviour = Callable[["HostileHandler"], None]
 class HostileHandler(BaseHTTPRequestHandler):
     """Answers ``GET /api/lens/sessions/consumer/<name>`` with the behaviour named ``name``."""
 
-    server: HostileServer
+    server: _HostileHTTPServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -99,6 +99,12 @@ class HostileHandler(BaseHTTPRequestHandler):
             self.send(block)
 
 
+class _HostileHTTPServer(ThreadingHTTPServer):
+    owner: HostileServer
+    daemon_threads = False
+    block_on_close = True  # server_close joins the handler threads
+
+
 class HostileServer:
     """A threaded HTTP server on 127.0.0.1 whose routes are behaviours; closes everything."""
 
@@ -108,17 +114,12 @@ class HostileServer:
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.sent = 0
         self.stopping = threading.Event()
-        self.server = HostileServer._Server(("127.0.0.1", 0), HostileHandler)
+        self.server = _HostileHTTPServer(("127.0.0.1", 0), HostileHandler)
         self.server.owner = self
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self.thread.start()
-
-    class _Server(ThreadingHTTPServer):
-        owner: HostileServer
-        daemon_threads = False
-        block_on_close = True  # server_close joins the handler threads
 
     @property
     def base_url(self) -> str:
