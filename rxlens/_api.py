@@ -43,6 +43,9 @@ HeadersProvider = Callable[[], Mapping[str, str]]
 #: Seconds to wait for a connection and for an answer.
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
 
+#: The largest answer rxlens reads (bytes, once decompressed); a longer one is refused.
+MAX_RESPONSE_BYTES = 64 * 2**20
+
 _KEY_HINT = "check the API key (ATAI_API_KEY or api_key=) and that it may use this resource"
 
 # The only numeric statuses ever observed; others are left as sent.
@@ -144,6 +147,25 @@ def _shorten(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more]"
 
 
+def _read_bounded(response: requests.Response, what: str) -> None:
+    """Read the body into ``response.content``, refusing one past :data:`MAX_RESPONSE_BYTES`.
+
+    A broken or hostile server may send an endless body (or a small compressed one that
+    inflates to gigabytes): reading it whole would exhaust memory.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(65536):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise LensAPIError(
+                response.status_code,
+                f"the answer to {what} is larger than {MAX_RESPONSE_BYTES} bytes; not read",
+            )
+        chunks.append(chunk)
+    response._content = b"".join(chunks)
+
+
 def _bearer_key(response: requests.Response) -> str | None:
     request = getattr(response, "request", None)
     header = request.headers.get("Authorization") if request is not None else None
@@ -229,8 +251,16 @@ class _Api:
         headers = {"Accept": "application/json", **self._headers()}
         try:
             response = self._http.request(
-                method, url, json=body, params=params, headers=headers, timeout=self._timeout
+                method,
+                url,
+                json=body,
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+                stream=True,
             )
+            with response:
+                _read_bounded(response, f"{method} {path}")
         except requests.Timeout as exc:
             raise TransportError(
                 f"{method} {url}: no answer in time ({type(exc).__name__})"
