@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from reactivex import operators as ops
@@ -28,6 +29,7 @@ from rxlens.errors import (
     ContentTypeError,
     EventTooLarge,
     HTTPStatusError,
+    LensAPIError,
     MalformedEventError,
     RetriesExhausted,
     RxLensError,
@@ -60,7 +62,8 @@ Behaviour = Callable[["HostileHandler"], None]
 
 
 class HostileHandler(BaseHTTPRequestHandler):
-    """Answers ``GET /api/lens/sessions/consumer/<name>`` with the behaviour named ``name``."""
+    """Answers ``GET .../<name>`` (a consumer stream, or a REST path such as ``metadata``) with
+    the behaviour named ``name``."""
 
     server: _HostileHTTPServer
     protocol_version = "HTTP/1.1"
@@ -70,7 +73,7 @@ class HostileHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         owner = self.server.owner
-        name = self.path.rstrip("/").rsplit("/", 1)[-1]
+        name = urlsplit(self.path).path.rstrip("/").rsplit("/", 1)[-1]
         with owner.lock:
             owner.requests.append((name, {k.lower(): v for k, v in self.headers.items()}))
         behaviour = owner.routes.get(name)
@@ -209,6 +212,22 @@ def gzip_small(h: HostileHandler) -> None:
     body = gzip.compress(START + result_frame(1, 1) + END)
     h.head(Content_Type="text/event-stream", Content_Encoding="gzip", Content_Length=str(len(body)))
     h.send(body)
+
+
+def endless_json(h: HostileHandler) -> None:
+    h.head(Content_Type="application/json", Connection="close")
+    h.send(b'[{"session_id": "')
+    h.forever(BLOCK)
+
+
+def json_bomb(h: HostileHandler) -> None:
+    # The REST answer compressed (requests offers gzip there), inflating without end.
+    h.head(Content_Type="application/json", Content_Encoding="gzip", Connection="close")
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    h.send(compressor.compress(b'[{"session_id": "'))
+    megabyte = b" " * (1024 * 1024)
+    while not h.server.owner.stopping.is_set():
+        h.send(compressor.compress(megabyte) + compressor.flush(zlib.Z_SYNC_FLUSH))
 
 
 def frames_then_end(*frames: bytes) -> Behaviour:
@@ -512,3 +531,31 @@ def test_a_stream_broken_by_a_hostile_server_is_retryable(client: LensClient) ->
         collect(client.connect("huge_length"), timeout=10)
     assert isinstance(caught.value, (StreamClosed, TransportError))
     assert caught.value.retryable
+
+
+# --- the REST side -----------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def rest_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rxlens._api
+
+    monkeypatch.setattr(rxlens._api, "MAX_RESPONSE_BYTES", CAP)
+
+
+@pytest.mark.parametrize("behaviour", [endless_json, json_bomb])
+def test_an_endless_rest_answer_is_refused_at_the_cap(
+    rest_cap: None, behaviour: Behaviour
+) -> None:
+    server = HostileServer({"metadata": behaviour, "good": good})
+    try:
+        with LensClient(api_key="k", base_url=server.base_url) as client:
+            with PeakMemory() as memory, pytest.raises(LensAPIError, match="larger than"):
+                client.sessions.metadata("lsn-x")
+            assert memory.peak < MEMORY_BOUND
+            # check_channel reads the same metadata: it warns and lets the stream go ahead.
+            with pytest.warns(UserWarning, match="larger than"):
+                items = collect(client.events("good", policy=FAST), timeout=20)
+            assert isinstance(items[-1], StreamEnd)
+    finally:
+        server.close()
