@@ -413,10 +413,10 @@ def test_seeds_are_reproducible() -> None:
 
 
 def test_every_fault_mode_is_drawn() -> None:
-    # Over the seeds a run may use, each fault mode and ids mode comes up: the suite exercises
-    # all of them, not a lucky subset.
+    # Over a few dozen seeds, each fault mode and ids mode comes up: the suite exercises all
+    # of them, not a lucky subset. (Fixed seeds: this checks the drawing, not the stream.)
     seen: set[str] = set()
-    for seed in range(BASE_SEED, BASE_SEED + 40):
+    for seed in range(60):
         scenario = draw_scenario(seed)
         seen.add(f"ids-{scenario.ids}")
         for phase in scenario.phases:
