@@ -344,18 +344,20 @@ def _limit_loop(sock: socket.socket, item: Callable[[Any], None], sink: Sink) ->
         new = b"".join(fresh)
         # Join and split only when a frame can have ended: a large event costs one join.
         edge = (body[-1][-1:] if body else b"") + new[:1]
-        frames: list[bytes] = []
+        frames: list[str] = []
         if b"\n\n" not in new and edge != b"\n\n":
             if new:
                 body.append(new)
         else:
             body.append(new)
             text = b"".join(body)
-            frames = text.split(b"\n\n")
-            rest = frames.pop()
+            cut = text.rfind(b"\n\n")
+            rest = text[cut + 2 :]
             body = [rest] if rest else []
+            # One decode per read (json.loads of bytes would detect the encoding per frame).
+            frames = text[:cut].decode("utf-8", "replace").split("\n\n")
         for frame in frames:
-            payload = loads(frame[frame.find(b"data: ") + 6 :])
+            payload = loads(frame[frame.find("data: ") + 6 :])
             kind = payload["type"]
             if kind == RESULT:
                 item(payload)
