@@ -11,8 +11,9 @@ of the client.
 
 This process reads the stream with the canonical pipeline (``LensClient.events``: connect,
 heartbeat timeout, resume, until end) and, every ``--sample-seconds`` (60), prints a row:
-events so far, the rate, reconnects, malformed frames, events lost and repeated, and its own
-resident memory (RSS), threads and open file descriptors.
+events so far, the rate, reconnects, malformed frames, events the server announced it skipped
+(its log, two minutes long, wrapped past a reader slowed down by a fault), events lost and
+repeated by the client, and its own resident memory (RSS), threads and open file descriptors.
 
 At the end it checks each resource for steady growth: after a warm-up, a least-squares line
 through the samples must not climb by more than a tolerance over the run (RSS 16 MiB, threads
@@ -69,7 +70,7 @@ def draw_faults(rng: random.Random) -> Any:
         kw["retry_ms"] = rng.choice([1, 50, 1000, 30000])
     if rng.random() < 0.05:
         # One byte per write cannot keep up with the rate: cut such a connection soon.
-        kw.update(slow_drip=True, drop_after=rng.randint(20, 200), drop_rate=0.0)
+        kw.update(slow_drip=True, drop_after=rng.randint(20, 100), drop_rate=0.0)
     elif rng.random() < 0.2:
         kw["large_event_after"] = rng.randint(0, 5000)
     if rng.random() < 0.1:
@@ -103,7 +104,12 @@ def serve(conn: Connection, rate: float, seed: int, phase_seconds: float) -> Non
     from rxlens.emulator import LensEmulator
 
     rng = random.Random(seed)
-    with LensEmulator(heartbeat_interval=0.5, idle_timeout=3600, seed=seed) as emu:
+    # The log holds two minutes of events, so a reader slowed down by a slow-drip phase can
+    # still resume from it; what falls out of it anyway is announced (and counted apart).
+    log_size = int(max(10_000, rate * 120))
+    with LensEmulator(
+        heartbeat_interval=0.5, idle_timeout=3600, seed=seed, log_size=log_size
+    ) as emu:
         sid = emu.create_session("manual", faults=draw_faults(rng))
         emu.play(sid, payloads(), offsets=offsets(rate), speed=1.0)
         conn.send((emu.base_url, emu.api_key, sid))
@@ -137,6 +143,8 @@ class Tally:
     results: int = 0
     malformed: int = 0
     big: int = 0
+    #: Events the server said it no longer had (its log wrapped past a slow reader).
+    server_gap: int = 0
     lost: int = 0
     repeated: int = 0
     reconnects: int = 0
@@ -144,10 +152,18 @@ class Tally:
     error: BaseException | None = None
 
     def on_event(self, event: Any) -> None:
-        from rxlens.events import InferenceResult, MalformedEvent
+        from rxlens.events import InferenceResult, LogEvent, MalformedEvent
 
         with self.lock:
             self.events += 1
+            data = event.event_data if isinstance(event, LogEvent) else None
+            if isinstance(data, dict) and isinstance(data.get("resume_after_id"), int):
+                # The emulator's notice that it skips events it no longer holds: a loss of
+                # the server's (a finite buffer), not of the client.
+                skipped_to = data["resume_after_id"]
+                if skipped_to > self.last_id:
+                    self.server_gap += skipped_to - self.last_id
+                    self.last_id = skipped_to
             if isinstance(event, MalformedEvent):
                 self.malformed += 1
             elif isinstance(event, InferenceResult):
@@ -176,6 +192,7 @@ class Sample:
     rate: float
     reconnects: int
     malformed: int
+    server_gap: int
     lost: int
     repeated: int
     rss_mib: float
@@ -250,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     subscription = pipeline.subscribe(tally.on_event, on_error, done.set)
     samples: list[Sample] = []
     header = (
-        f"{'min':>5} {'events':>10} {'ev/s':>7} {'reconn':>6} {'malf':>6} {'lost':>5} "
+        f"{'min':>5} {'events':>10} {'ev/s':>7} {'reconn':>6} {'malf':>6} {'gap':>6} {'lost':>5} "
         f"{'dup':>5} {'RSS MiB':>8} {'threads':>7} {'fds':>4}"
     )
     print(header, flush=True)
@@ -259,18 +276,20 @@ def main(argv: list[str] | None = None) -> int:
         with tally.lock:
             events, reconnects = tally.events, tally.reconnects
             malformed, lost, repeated = tally.malformed, tally.lost, tally.repeated
+            server_gap = tally.server_gap
         elapsed = time.monotonic() - started
         previous = samples[-1] if samples else None
         span = elapsed / 60 - (previous.minute if previous else 0.0)
         rate = (events - (previous.events if previous else 0)) / max(span * 60, 1e-9)
         row = Sample(
-            elapsed / 60, events, rate, reconnects, malformed, lost, repeated,
+            elapsed / 60, events, rate, reconnects, malformed, server_gap, lost, repeated,
             rss_mib(), threading.active_count(), open_fds(),
         )
         samples.append(row)
         print(
             f"{row.minute:5.1f} {row.events:10d} {row.rate:7.0f} {row.reconnects:6d} "
-            f"{row.malformed:6d} {row.lost:5d} {row.repeated:5d} {row.rss_mib:8.1f} "
+            f"{row.malformed:6d} {row.server_gap:6d} {row.lost:5d} {row.repeated:5d} "
+            f"{row.rss_mib:8.1f} "
             f"{row.threads:7d} {row.fds:4d}",
             flush=True,
         )
@@ -298,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"soak: {tally.events} events ({tally.results} results, {tally.malformed} malformed, "
         f"{tally.big} big), {tally.reconnects} reconnects, {phases} fault phases, "
-        f"lost {tally.lost}, repeated {tally.repeated}"
+        f"skipped by the server {tally.server_gap}, lost {tally.lost}, repeated {tally.repeated}"
     )
     if tally.error is not None:
         print(f"soak: the stream failed: {type(tally.error).__name__}: {tally.error}")
