@@ -585,10 +585,6 @@ def test_serve_binds_loopback_by_default(capsys: pytest.CaptureFixture[str]) -> 
         thread.join(5.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rxlens serve does not yet refuse a non-loopback interface without --api-key",
-)
 def test_serve_refuses_another_interface_without_a_key(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

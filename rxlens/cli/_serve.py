@@ -7,6 +7,7 @@ because the user needs it to connect; it is never logged.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 import threading
 from typing import Any
@@ -24,14 +25,24 @@ def register(subparsers: Any) -> None:
             "Stop it with Ctrl-C."
         ),
         epilog=(
+            "examples:\n"
+            "  rxlens serve\n"
+            "  rxlens serve --lens machine-state --rate 5 --seed 1\n"
+            "  rxlens serve --port 0 --faults drop_after=20,fail_next=2,fail_status=429\n"
+            "  rxlens serve --host 0.0.0.0 --api-key my-chosen-key\n\n"
             "Faults: comma-separated name=value pairs, e.g. "
             "--faults drop_after=20,fail_next=2,fail_status=429. Names: "
             "drop_after drop_rate drops stall_after stall_for stalls fail_next fail_status "
             "retry_after malformed malformed_every crlf retry_ms large_event_after slow_drip "
             "ids close_delimited content_type."
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; another interface needs --api-key)",
+    )
     parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any)")
     parser.add_argument(
         "--lens",
@@ -51,8 +62,25 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
     """Serve until Ctrl-C (or until ``stop`` is set, for embedding)."""
+    if not is_loopback(args.host) and not args.api_key:
+        # A generated key is printed to the terminal: on an interface other machines reach,
+        # the operator must choose the key deliberately.
+        raise ConfigurationError(
+            f"refusing to listen on {args.host} with a generated key: other machines could "
+            "reach it; choose a key with --api-key, or keep the default --host 127.0.0.1"
+        )
     faults = Faults.parse(args.faults) if args.faults else None
     emulator = LensEmulator(
         host=args.host,
