@@ -280,3 +280,32 @@ def test_session_context_destroys_on_error(client: LensClient, emu: LensEmulator
     with pytest.raises(RuntimeError), client.session(lens_id) as sid:
         raise RuntimeError("user code failed")
     assert "DESTROYED" in str(client.sessions.status(sid))
+
+
+# --- many sessions ----------------------------------------------------------------------------
+
+
+def test_merge_sessions_with_a_client_tags_and_isolates_failures(
+    emu: LensEmulator, client: LensClient
+) -> None:
+    import rxlens
+    from rxlens.operators import SessionFailed
+
+    good = emu.create_session()
+    merged = rxlens.merge_sessions(client, [good, "lsn-missing"], policy=FAST)
+    sink, disposable = subscribe(merged)
+    emu.wait_readers(good, 1)
+    emu.push_many(good, [payload(i) for i in range(3)])
+    sink.wait_for(lambda items: len(results(items)) == 3)
+    disposable.dispose()
+    failed = [e for e in sink.items if isinstance(e, SessionFailed)]
+    assert len(failed) == 1 and failed[0].session_id == "lsn-missing"
+    assert isinstance(failed[0].error, NotFound)
+    assert {r.session_id for r in results(sink.items)} == {good}
+
+
+def test_merge_sessions_needs_session_ids(client: LensClient) -> None:
+    import rxlens
+
+    with pytest.raises(ConfigurationError):
+        rxlens.merge_sessions(client)
