@@ -50,7 +50,9 @@ FULL: dict[str, tuple[dict[str, Any], list[str]]] = {
     ),
     "memory": ({"n": 1_000_000, "timeout": 300}, ALL),
     "fanin": (
-        {"levels": [100, 500, 1000], "window": 10, "beyond": [1500, 2000]},
+        # 2,000 sessions (4,000 threads) did not finish within 330 s on the 2-core machine
+        # and drove the load average past 3,000: 1,500 is the last level tried.
+        {"levels": [100, 500, 1000], "window": 10, "beyond": [1500]},
         ["rxlens-typed", "vendor-sdk"],
     ),
 }
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 (result,) = run_child(server, key, [("memory", params)], 60 + params["timeout"])
                 results[key]["memory"] = result
         if "fanin" in config:
+            machine["load_before_fanin"] = report.load()
             params, who = config["fanin"]
             for key in [k for k in who if k in available]:
                 fanin[key] = run_fanin(server, key, params)

@@ -11,6 +11,7 @@ and the p99 lag stayed under one second.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from typing import Any
@@ -97,7 +98,12 @@ def _poll(handles: list[Handle], sinks: list[Sink], stop: threading.Event) -> No
     pairs = [(h.extra["reader"], s) for h, s in zip(handles, sinks, strict=True)]
     while not stop.is_set():
         for reader, sink in pairs:
-            for payload in reader.read():
-                if payload["type"] == RESULT:
-                    sink.item(payload)
+            # read() yields at most one event, and raises queue.Empty once it has drained
+            # the queue (its emptiness test is inverted): a caller has to catch it.
+            try:
+                for payload in reader.read():
+                    if payload["type"] == RESULT:
+                        sink.item(payload)
+            except queue.Empty:
+                pass
         time.sleep(0.01)

@@ -29,9 +29,9 @@ def run(contender: Contender, server: Server, params: dict[str, Any]) -> dict[st
     got: dict[int, list[int]] = {size: [] for size in sizes}
     for arrived, payload in list(sink.records):
         got[order[seq_of(payload) - 1]].append(arrived - stamp_of(payload))
-    result: dict[str, Any] = {
-        "error": describe(sink.error) or (None if finished else f"timeout after {timeout:g} s")
-    }
+    # A reader failing after it was closed on a timeout is reported as the timeout.
+    error = describe(sink.error) if finished else f"timeout after {timeout:g} s"
+    result: dict[str, Any] = {"error": error}
     for size in sizes:
         result[f"{size // MIB}MiB_ms"] = ms(median(got[size]))
         result[f"{size // MIB}MiB_runs"] = len(got[size])

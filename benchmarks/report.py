@@ -213,8 +213,14 @@ def markdown(data: dict[str, Any]) -> str:
         f"{m['platform']}, Python {m['python']} (rxlens {v.get('rxlens')} at {m['commit']}; "
         f"archetypeai {v.get('archetypeai')}, sseclient-py {v.get('sseclient-py')}, "
         f"httpx-sse {v.get('httpx-sse')}, httpx {v.get('httpx')}). Load average "
-        f"{', '.join(map(str, m['load_before']))} before the run and "
-        f"{', '.join(map(str, m.get('load_after', [])))} after it."
+        f"{', '.join(map(str, m['load_before']))} before the run, "
+        + (
+            f"{', '.join(map(str, m['load_before_fanin']))} before the fan-in measure "
+            "(thousands of threads then raise it) and "
+            if m.get("load_before_fanin")
+            else ""
+        )
+        + f"{', '.join(map(str, m.get('load_after', [])))} after it."
         + (" **Quick run: small volumes, not for comparison.**" if data["quick"] else ""),
         "",
         "| contender | events/s | x limit | latency p50 / p99 ms | 2 MiB ms | 8 MiB ms "

@@ -288,7 +288,8 @@ class BenchServer:
         if kind == "bulk":
             n = int(spec["n"])
             if scenario.body:
-                conn.sendall(scenario.body)
+                body, scenario.body = scenario.body, b""  # served once: free it after
+                conn.sendall(body)
             else:
                 step = 8192
                 for lo in range(1, n + 1, step):
