@@ -159,6 +159,26 @@ class ContentTypeError(RxLensError):
         super().__init__(message)
 
 
+class ContentEncodingError(ContentTypeError):
+    """The server compressed the stream although rxlens asked for ``identity``. Not retried.
+
+    rxlens never decodes a compressed event stream: a compressor holds frames back, and a
+    small compressed body can inflate to gigabytes. The body is not read.
+    """
+
+    def __init__(self, encoding: str, content_type: str, url: str) -> None:
+        self.encoding = encoding
+        self.content_type = content_type
+        self.url = url
+        self.body = None
+        RxLensError.__init__(
+            self,
+            f"the server at {url} sent the event stream compressed (Content-Encoding: "
+            f"{encoding}) although rxlens asked for none (Accept-Encoding: identity); "
+            "check for a proxy that compresses responses",
+        )
+
+
 # --- retry -----------------------------------------------------------------------------------
 
 

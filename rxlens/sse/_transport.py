@@ -25,11 +25,11 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from rxlens.errors import (
     AuthenticationError,
+    ContentEncodingError,
     ContentTypeError,
     HTTPStatusError,
     NotFound,
     ReadTimeout,
-    RxLensError,
     TransportError,
 )
 
@@ -216,26 +216,6 @@ def status_error(response: requests.Response, url: str) -> HTTPStatusError:
     if status == 404:
         return NotFound(status, shown, body)
     return HTTPStatusError(status, shown, body, retry_after=retry_after)
-
-
-class ContentEncodingError(ContentTypeError):
-    """The server compressed the stream although rxlens asked for ``identity``. Not retried.
-
-    rxlens never decodes a compressed event stream: a compressor holds frames back, and a
-    small compressed body can inflate to gigabytes. The body is not read.
-    """
-
-    def __init__(self, encoding: str, content_type: str, url: str) -> None:
-        self.encoding = encoding
-        self.content_type = content_type
-        self.url = url
-        self.body = None
-        RxLensError.__init__(
-            self,
-            f"the server at {url} sent the event stream compressed (Content-Encoding: "
-            f"{encoding}) although rxlens asked for none (Accept-Encoding: identity); "
-            "check for a proxy that compresses responses",
-        )
 
 
 class Connection:
