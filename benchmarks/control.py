@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -61,6 +62,7 @@ def start_server() -> tuple[subprocess.Popen[str], Server]:
     """Start ``python -m benchmarks.server`` in its own process; it exits when we close stdin."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.server"],
+        cwd=Path(__file__).resolve().parent.parent,  # the checkout, wherever we run from
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
