@@ -56,14 +56,21 @@ class TypedSource(Observable[LensEvent]):
 
     Like the SSE source under it, it is cold (one connection per subscription) and keeps the
     cursor (:attr:`last_event_id`) that a re-subscription resumes from.
+    :attr:`unidentified_data` tells whether a data event (anything but the ``sse.stream.*``
+    control frames, which servers may leave without ids) arrived without an ``id:``.
     """
 
     def __init__(self, source: SSESource, on_malformed: OnMalformed = "emit") -> None:
-        from rxlens.operators._typed import typed
+        from rxlens.operators._typed import _typed
 
         super().__init__()
         self.sse = source
-        self._typed = source.pipe(typed(on_malformed))
+        self.unidentified_data = False
+        self._typed = source.pipe(_typed(on_malformed, self._note_unidentified))
+
+    def _note_unidentified(self, event: LensEvent) -> None:
+        if not self.unidentified_data and not event.type.startswith("sse.stream."):
+            self.unidentified_data = True
 
     @property
     def url(self) -> str:
@@ -281,7 +288,7 @@ class LensClient:
             if (
                 state.kind == "backing_off"
                 and not state.last_event_id
-                and source.sse.delivered
+                and source.unidentified_data
                 and not warned.is_set()
             ):
                 warned.set()

@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAssignmentDisposable
-from reactivex.scheduler import TimeoutScheduler, VirtualTimeScheduler
+from reactivex.scheduler import VirtualTimeScheduler
 
+from rxlens._timers import shared_timers
 from rxlens.errors import HeartbeatTimeout
 
 _T = TypeVar("_T")
@@ -30,9 +31,11 @@ def heartbeat_timeout(
     so a ``resume``/``retry`` downstream reconnects cleanly.
 
     Works on any Observable. Time comes from ``scheduler``, else the subscription's scheduler,
-    else ``TimeoutScheduler``. A lock per subscription serialises items and the timer, so an
-    item arriving as the timer fires is either delivered (and the timer re-armed) or dropped
-    after the error, never both; the timer is disposed on completion, error and disposal.
+    else one timer thread shared by every subscription in the process
+    (:class:`rxlens._timers.SharedTimers`, so a thousand sessions do not hold a thousand timer
+    threads). A lock per subscription serialises items and the timer, so an item arriving as the
+    timer fires is either delivered (and the timer re-armed) or dropped after the error, never
+    both; the timer is disposed on completion, error and disposal.
 
     Marble diagram (``heartbeat_timeout(3)``; one character is one second; ``h`` heartbeat,
     ``r`` result)::
@@ -51,7 +54,7 @@ def heartbeat_timeout(
         def subscribe(
             observer: abc.ObserverBase[_T], sub_scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            sched = scheduler or sub_scheduler or TimeoutScheduler.singleton()
+            sched = scheduler or sub_scheduler or shared_timers()
             # Virtual-time schedulers are their own clock; a real scheduler's clock is the wall
             # clock, read here as time.monotonic, which is much cheaper per item.
             clock: Callable[[], float] = (
@@ -69,7 +72,7 @@ def heartbeat_timeout(
             # One pending timer at a time. Items only record their arrival; when the timer
             # fires it compares the silence so far with ``seconds`` and, if an item came
             # meanwhile, schedules itself again for the remainder. Re-arming per item would
-            # cost a timer (with TimeoutScheduler, a thread) for every event.
+            # cost a timer for every event.
             def arm(delay: float) -> None:
                 timer.disposable = sched.schedule_relative(delay, fire)
 

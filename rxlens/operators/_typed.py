@@ -41,6 +41,14 @@ def typed(
     if on_malformed not in ("emit", "raise", "skip"):
         raise ValueError(f"on_malformed must be 'emit', 'raise' or 'skip', not {on_malformed!r}")
 
+    return _typed(on_malformed)
+
+
+def _typed(
+    on_malformed: OnMalformed, unidentified: Callable[[LensEvent], None] | None = None
+) -> Callable[[Observable[Event]], Observable[LensEvent]]:
+    """``typed``, plus a hook called with every event whose frame carried no ``id:``."""
+
     def operator(source: Observable[Event]) -> Observable[LensEvent]:
         def subscribe(
             observer: abc.ObserverBase[LensEvent], scheduler: abc.SchedulerBase | None = None
@@ -57,6 +65,8 @@ def typed(
                     subscription.dispose()
                     return
                 if event is not None:
+                    if unidentified is not None and event.id is None:
+                        unidentified(event)
                     observer.on_next(event)
 
             subscription.disposable = source.subscribe(

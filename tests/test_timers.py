@@ -1,0 +1,115 @@
+"""SharedTimers: one thread for many timers, gone when none is pending."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from rxlens._timers import SharedTimers
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.002)
+
+
+def timer_threads() -> int:
+    return sum(t.name == "rxlens-timers" for t in threading.enumerate())
+
+
+def test_timers_fire_in_due_order_on_one_thread() -> None:
+    timers = SharedTimers()
+    fired: list[tuple[int, str]] = []
+    done = threading.Event()
+
+    def action(n: int) -> Any:
+        def run(_s: Any, _st: Any) -> None:
+            fired.append((n, threading.current_thread().name))
+            if len(fired) == 3:
+                done.set()
+
+        return run
+
+    timers.schedule_relative(0.06, action(3))
+    timers.schedule_relative(0.02, action(1))
+    timers.schedule_relative(0.04, action(2))
+    assert done.wait(5)
+    assert [n for n, _ in fired] == [1, 2, 3]
+    assert {name for _, name in fired} == {"rxlens-timers"}
+
+
+def test_many_timers_one_thread() -> None:
+    timers = SharedTimers()
+    before = timer_threads()
+    handles = [timers.schedule_relative(30, lambda _s, _st: None) for _ in range(500)]
+    assert timer_threads() == before + 1
+    assert timers.pending == 500
+    for handle in handles:
+        handle.dispose()
+    wait_until(lambda: not timers.running)
+    assert timer_threads() == before and timers.pending == 0
+
+
+def test_cancelled_timer_does_not_fire() -> None:
+    timers = SharedTimers()
+    fired: list[str] = []
+    handle = timers.schedule_relative(0.05, lambda _s, _st: fired.append("cancelled"))
+    timers.schedule_relative(0.1, lambda _s, _st: fired.append("kept"))
+    handle.dispose()
+    wait_until(lambda: not timers.running)
+    assert fired == ["kept"]
+
+
+def test_thread_ends_when_the_last_timer_fires_and_restarts_on_demand() -> None:
+    timers = SharedTimers()
+    ran = threading.Event()
+    timers.schedule_relative(0.01, lambda _s, _st: ran.set())
+    assert ran.wait(5)
+    wait_until(lambda: not timers.running)
+    again = threading.Event()
+    timers.schedule(lambda _s, _st: again.set())
+    assert again.wait(5)
+
+
+def test_an_action_may_rearm_itself() -> None:
+    timers = SharedTimers()
+    count = [0]
+    done = threading.Event()
+
+    def tick(scheduler: Any, _st: Any) -> None:
+        count[0] += 1
+        if count[0] < 5:
+            scheduler.schedule_relative(0.001, tick)
+        else:
+            done.set()
+
+    timers.schedule(tick)
+    assert done.wait(5) and count[0] == 5
+
+
+def test_a_raising_action_is_logged_and_others_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    timers = SharedTimers()
+    ran = threading.Event()
+
+    def boom(_s: Any, _st: Any) -> None:
+        raise RuntimeError("boom")
+
+    timers.schedule_relative(0.01, boom)
+    timers.schedule_relative(0.02, lambda _s, _st: ran.set())
+    assert ran.wait(5)
+    assert any("timer action raised" in r.message for r in caplog.records)
+
+
+def test_dispose_after_firing_is_harmless() -> None:
+    timers = SharedTimers()
+    ran = threading.Event()
+    handle = timers.schedule(lambda _s, _st: ran.set())
+    assert ran.wait(5)
+    handle.dispose()
+    wait_until(lambda: not timers.running)
+    assert timers.pending == 0
