@@ -82,3 +82,9 @@ def test_fan_in_and_goals_are_reported(run: tuple[dict[str, Any], str]) -> None:
     for label in data["contenders"].values():
         assert f"| {label} |" in markdown
     assert "Quick run" in markdown
+
+
+def test_decoder_benchmark_runs() -> None:
+    from benchmarks.decoder import main
+
+    assert main(["-n", "2000"]) == 0
