@@ -16,12 +16,18 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from reactivex import Observable
 
 from rxlens.client import ENV_API_KEY, ENV_ENDPOINT, LensClient
-from rxlens.errors import AuthenticationError, LensAPIError, NotFound, TransportError
+from rxlens.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    LensAPIError,
+    NotFound,
+    TransportError,
+)
 from rxlens.events import (
     HEARTBEAT,
     STREAM_END,
@@ -37,6 +43,9 @@ from rxlens.events import (
 from rxlens.operators._merge_sessions import SessionFailed
 from rxlens.retry import RetryPolicy, is_retryable
 from rxlens.sse._state import ConnectionState
+
+if TYPE_CHECKING:
+    from rxlens.emulator import LensEmulator
 
 #: Control frames: they tell about the connection, not about the lens.
 CONTROL_TYPES = frozenset({STREAM_START, HEARTBEAT, STREAM_END})
@@ -109,6 +118,14 @@ def check_session(client: LensClient, session_id: str) -> None:
             f"{exc}; check the base URL ({client.base_url}) and that the server is reachable"
         ) from None
     client.check_channel(session_id)
+
+
+def start_emulator(emulator: LensEmulator, host: str, port: int) -> None:
+    """Start an emulator; a port that cannot be bound is one clear line, not a traceback."""
+    try:
+        emulator.start()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def is_tty(stream: IO[str]) -> bool:

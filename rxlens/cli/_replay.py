@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rxlens.cli._common import CONTROL_TYPES, StatusPrinter
+from rxlens.cli._common import CONTROL_TYPES, StatusPrinter, start_emulator
 from rxlens.errors import ConfigurationError
 from rxlens.events import LensEvent, to_json
 from rxlens.operators._merge_sessions import SESSION_FAILED
@@ -137,12 +137,7 @@ def run(args: argparse.Namespace) -> int:
         # Every reader gets the whole recording, whenever it connects.
         replay="all",
     )
-    try:
-        emulator.start()
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
-        ) from exc
+    start_emulator(emulator, args.host, args.port)
     with emulator:
         for track in tracks:
             track.served_id = emulator.create_session("manual")

@@ -12,6 +12,7 @@ import sys
 import threading
 from typing import Any
 
+from rxlens.cli._common import start_emulator
 from rxlens.emulator import LENSES, Faults, LensEmulator
 from rxlens.errors import ConfigurationError
 
@@ -92,12 +93,7 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         faults=faults,
         seed=args.seed,
     )
-    try:
-        emulator.start()
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
-        ) from exc
+    start_emulator(emulator, args.host, args.port)
     with emulator:
         session_id = emulator.create_session(args.lens, rate=args.rate, seed=args.seed)
         print(f"Lens emulator serving at {emulator.base_url} (also {emulator.root_url}/v0.5)")
