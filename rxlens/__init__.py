@@ -10,12 +10,15 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from rxlens import aio, errors
-from rxlens.aio import aiter
+from rxlens._deprecation import module_getattr as _module_getattr
 from rxlens.client import LensClient, merge_sessions
 from rxlens.errors import RxLensError
 from rxlens.recording import replay
 from rxlens.retry import RetryPolicy
 from rxlens.sinks import CollectTimeout, collect, to_dataframe, to_jsonl
+
+#: Names of the previous release, served (with a DeprecationWarning, once) for one more.
+__getattr__ = _module_getattr(__name__, {"aiter": ("rxlens.aio.iterate", lambda: aio.iterate)})
 
 __all__ = [
     "CollectTimeout",
@@ -24,7 +27,6 @@ __all__ = [
     "RxLensError",
     "__version__",
     "aio",
-    "aiter",
     "collect",
     "errors",
     "merge_sessions",

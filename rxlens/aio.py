@@ -8,7 +8,7 @@ Observable the loop only notices the result when something else wakes it (measur
 around it). The helpers here hand every notification over thread-safely, so they work in any
 running loop, a Jupyter notebook's included::
 
-    async for event in rxlens.aiter(client.events(sid).pipe(only_results())):
+    async for event in rxlens.aio.iterate(client.events(sid).pipe(only_results())):
         print(event.label)
 
     last_window = await rxlens.aio.to_future(results.pipe(window_results(count=10), ops.last()))
@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from reactivex import Observable, abc
 
+from rxlens._deprecation import module_getattr
 from rxlens.errors import RxLensError
 
 _T = TypeVar("_T")
@@ -33,7 +34,7 @@ class EmptyStream(RxLensError, LookupError):
     """The stream completed without an item, so it has no last item to await."""
 
 
-async def aiter(
+async def iterate(
     source: Observable[_T], *, scheduler: abc.SchedulerBase | None = None
 ) -> AsyncIterator[_T]:
     """Iterate an Observable's items with ``async for``, on the running event loop.
@@ -122,4 +123,7 @@ def to_future(
     return future
 
 
-__all__ = ["EmptyStream", "aiter", "to_future"]
+#: ``aiter`` shadowed the built-in of that name; served for one more release, with a warning.
+__getattr__ = module_getattr(__name__, {"aiter": ("rxlens.aio.iterate", lambda: iterate)})
+
+__all__ = ["EmptyStream", "iterate", "to_future"]

@@ -15,7 +15,7 @@ from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import Disposable
 
-from rxlens.aio import EmptyStream, aiter, to_future
+from rxlens.aio import EmptyStream, iterate, to_future
 from rxlens.emulator import LensEmulator
 from rxlens.events import InferenceResult
 from rxlens.operators import only_results, typed, until_end
@@ -99,7 +99,7 @@ def test_async_for_yields_every_item_in_order_from_the_thread() -> None:
     source, seen = thread_fed(list(range(20)), delay=0.005)
 
     async def main() -> list[int]:
-        return [item async for item in aiter(source)]
+        return [item async for item in iterate(source)]
 
     assert asyncio.run(main()) == list(range(20))
     assert seen["disposed"].is_set()  # disposed at the end, too
@@ -111,13 +111,13 @@ def test_leaving_the_loop_early_disposes_and_errors_propagate() -> None:
 
     async def main() -> tuple[list[int], list[int]]:
         first: list[int] = []
-        async for item in aiter(source):
+        async for item in iterate(source):
             first.append(item)
             if len(first) == 3:
                 break
         got: list[int] = []
         with pytest.raises(RuntimeError, match="dropped"):
-            async for item in aiter(failing):
+            async for item in iterate(failing):
                 got.append(item)
         return first, got
 
@@ -130,7 +130,7 @@ def test_leaving_the_loop_early_disposes_and_errors_propagate() -> None:
 @given(st.lists(st.integers(), max_size=30))
 def test_async_for_equals_the_synchronous_items(items: list[int]) -> None:
     async def main() -> list[int]:
-        return [item async for item in aiter(reactivex.from_iterable(items))]
+        return [item async for item in iterate(reactivex.from_iterable(items))]
 
     assert asyncio.run(main()) == items
 
@@ -151,7 +151,7 @@ def test_a_live_emulator_stream_in_an_event_loop() -> None:
                 emu.destroy(sid)
 
             driver = asyncio.create_task(drive())
-            async for event in aiter(stream):
+            async for event in iterate(stream):
                 assert isinstance(event, InferenceResult)
                 labels.append(event.label)
             await driver

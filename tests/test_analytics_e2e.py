@@ -10,14 +10,17 @@ from typing import Any
 from reactivex import Observable, compose
 from reactivex import operators as ops
 
+from rxlens.analytics import majority_vote as vote
 from rxlens.emulator import LensEmulator
 from rxlens.events import InferenceResult, LensEvent, StreamEnd
-from rxlens.operators._majority_vote import majority_vote, vote
-from rxlens.operators._merge_sessions import merge_sessions
-from rxlens.operators._only_results import only_results
-from rxlens.operators._typed import typed
-from rxlens.operators._until_end import until_end
-from rxlens.operators._window_results import window_results
+from rxlens.operators import (
+    majority_vote,
+    merge_sessions,
+    only_results,
+    typed,
+    until_end,
+    window_results,
+)
 from rxlens.recording import read_recording, replay
 from rxlens.sinks import collect, to_jsonl
 from rxlens.sse import connect

@@ -123,7 +123,7 @@ time.sleep(0.5)
 import rxlens.aio
 source = reactivex.interval(0.05).pipe(ops.take(4))
 started = time.monotonic()
-items = [i async for i in rxlens.aio.aiter(source)]
+items = [i async for i in rxlens.aio.iterate(source)]
 last = await rxlens.aio.to_future(source)
 print(items, last, f"{time.monotonic() - started:.1f}")
 print("stopped", notebook.stop_all())

@@ -10,12 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex.testing import ReactiveTest, TestScheduler
 
+from rxlens import analytics
+from rxlens.analytics import default_label
 from rxlens.events import Heartbeat, InferenceResult
-from rxlens.operators._label_counts import count_labels, default_label, label_counts
-from rxlens.operators._majority_vote import majority_vote, vote
-from rxlens.operators._mean_scores import mean_of_scores, mean_scores
-from rxlens.operators._merge_sessions import SessionFailed
-from rxlens.operators._rate import rate
+from rxlens.operators import SessionFailed, label_counts, majority_vote, mean_scores, rate
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed
@@ -102,11 +100,11 @@ def test_majority_vote_marbles() -> None:
 
 
 def test_majority_vote_min_share_is_inclusive_and_ignores_unlabelled_items() -> None:
-    assert vote(["A", "A", "B", "C"], 0.5) == "A"  # exactly half
-    assert vote(["A", "A", "B", "C", "D"], 0.5) is None  # 2/5
-    assert vote(["A", "A", "B", "C", "D"], 0.4) == "A"
-    assert vote([result("A"), Heartbeat(), Heartbeat()], 1.0) == "A"
-    assert vote([Heartbeat()]) is None
+    assert analytics.majority_vote(["A", "A", "B", "C"], 0.5) == "A"  # exactly half
+    assert analytics.majority_vote(["A", "A", "B", "C", "D"], 0.5) is None  # 2/5
+    assert analytics.majority_vote(["A", "A", "B", "C", "D"], 0.4) == "A"
+    assert analytics.majority_vote([result("A"), Heartbeat(), Heartbeat()], 1.0) == "A"
+    assert analytics.majority_vote([Heartbeat()]) is None
 
 
 @pytest.mark.parametrize("share", [-0.1, 1.1])
@@ -158,16 +156,16 @@ def test_mean_scores_marbles_keep_the_scale() -> None:
 
 
 def test_mean_scores_on_plain_mappings_skips_non_numbers() -> None:
-    assert mean_of_scores([{"A": 0.2, "B": "x", "C": True}, {"A": 0.4}]) == pytest.approx(
+    assert analytics.mean_scores([{"A": 0.2, "B": "x", "C": True}, {"A": 0.4}]) == pytest.approx(
         {"A": 0.3}
     )
-    assert mean_of_scores([{"A": 50.0}, {"A": 100}], scores=lambda m: m) == {"A": 75.0}
+    assert analytics.mean_scores([{"A": 50.0}, {"A": 100}], scores=lambda m: m) == {"A": 75.0}
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.dictionaries(st.sampled_from("ABC"), st.integers(0, 100)), max_size=10))
 def test_mean_scores_agrees_with_a_reference(windows: list[dict[str, int]]) -> None:
-    got = mean_of_scores(windows)
+    got = analytics.mean_scores(windows)
     for name in "ABC":
         values = [w[name] for w in windows if name in w]
         if values:
@@ -177,7 +175,7 @@ def test_mean_scores_agrees_with_a_reference(windows: list[dict[str, int]]) -> N
 
 
 def test_count_labels_is_a_counter() -> None:
-    assert count_labels(["x", "y", "x", 1]) == Counter(x=2, y=1)
+    assert analytics.label_counts(["x", "y", "x", 1]) == Counter(x=2, y=1)
 
 
 # --- rate --------------------------------------------------------------------------------------

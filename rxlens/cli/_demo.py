@@ -35,6 +35,7 @@ from reactivex import Observable
 from reactivex import operators as ops
 from reactivex.disposable import CompositeDisposable
 
+from rxlens.analytics import label_counts, majority_vote
 from rxlens.cli._common import (
     CONTROL_TYPES,
     add_connection_args,
@@ -47,14 +48,15 @@ from rxlens.cli._common import (
 from rxlens.client import LensClient
 from rxlens.errors import ConfigurationError, RxLensError
 from rxlens.events import InferenceResult, LensEvent
-from rxlens.operators._label_counts import count_labels
-from rxlens.operators._majority_vote import vote
-from rxlens.operators._merge_sessions import SessionFailed, merge_sessions
-from rxlens.operators._only_results import only_results
-from rxlens.operators._rate import rate
-from rxlens.operators._rising_edge import rising_edge
-from rxlens.operators._window_results import window_results
-from rxlens.sse._state import ConnectionState
+from rxlens.operators import (
+    SessionFailed,
+    merge_sessions,
+    only_results,
+    rate,
+    rising_edge,
+    window_results,
+)
+from rxlens.sse import ConnectionState
 
 EXAMPLES = """\
 examples:
@@ -384,8 +386,8 @@ class DemoView:
             votes: dict[str, Hashable | None] = {}
             for sid in self.tracks:
                 mine = [e for e in window if e.session_id == sid]
-                counts[sid] = count_labels(mine, _label)
-                votes[sid] = vote(mine, VOTE_SHARE, key=_label)
+                counts[sid] = label_counts(mine, _label)
+                votes[sid] = majority_vote(mine, VOTE_SHARE, key=_label)
                 self.current[sid] = Counter()
             view = WindowView(len(self.windows) + 1, self.elapsed(), counts, votes)
             self.windows.append(view)

@@ -12,7 +12,7 @@ Analytics:
 
 - :func:`window_results`: tumbling or sliding windows, by count, by time or both.
 - :func:`label_counts`, :func:`majority_vote`, :func:`mean_scores`: aggregates per window
-  (and :func:`count_labels`, :func:`vote`, :func:`mean_of_scores` for plain lists).
+  (:mod:`rxlens.analytics` has the same functions, by the same names, for plain lists).
 - :func:`rate`: results per second.
 - :func:`rising_edge`, :func:`changes`: alerts and label changes.
 - :func:`merge_sessions`, :func:`by_session`: many sessions in one stream, and back.
@@ -21,12 +21,14 @@ Analytics:
 
 from __future__ import annotations
 
+from rxlens import analytics
+from rxlens._deprecation import module_getattr
 from rxlens.operators._by_session import by_session
 from rxlens.operators._changes import changes
 from rxlens.operators._heartbeat_timeout import heartbeat_timeout
-from rxlens.operators._label_counts import count_labels, default_label, label_counts
-from rxlens.operators._majority_vote import majority_vote, vote
-from rxlens.operators._mean_scores import mean_of_scores, mean_scores
+from rxlens.operators._label_counts import label_counts
+from rxlens.operators._majority_vote import majority_vote
+from rxlens.operators._mean_scores import mean_scores
 from rxlens.operators._merge_sessions import RecordedSessionError, SessionFailed, merge_sessions
 from rxlens.operators._only_results import only_results
 from rxlens.operators._rate import rate
@@ -41,12 +43,9 @@ __all__ = [
     "SessionFailed",
     "by_session",
     "changes",
-    "count_labels",
-    "default_label",
     "heartbeat_timeout",
     "label_counts",
     "majority_vote",
-    "mean_of_scores",
     "mean_scores",
     "merge_sessions",
     "only_results",
@@ -56,15 +55,28 @@ __all__ = [
     "to_jsonl",
     "typed",
     "until_end",
-    "vote",
     "window_results",
 ]
 
 
-def __getattr__(name: str) -> object:
+def _to_jsonl() -> object:
     # to_jsonl lives with the sinks, which import the operators: imported on first use.
-    if name == "to_jsonl":
-        from rxlens.sinks import to_jsonl
+    from rxlens.sinks import to_jsonl
 
-        return to_jsonl
-    raise AttributeError(f"module 'rxlens.operators' has no attribute {name!r}")
+    return to_jsonl
+
+
+#: Names of the previous release, still served (with a DeprecationWarning, once) for one more.
+_DEPRECATED = {
+    "count_labels": ("rxlens.analytics.label_counts", lambda: analytics.label_counts),
+    "vote": ("rxlens.analytics.majority_vote", lambda: analytics.majority_vote),
+    "mean_of_scores": ("rxlens.analytics.mean_scores", lambda: analytics.mean_scores),
+    "default_label": ("rxlens.analytics.default_label", lambda: analytics.default_label),
+}
+_deprecated = module_getattr(__name__, _DEPRECATED, depth=1)
+
+
+def __getattr__(name: str) -> object:
+    if name == "to_jsonl":
+        return _to_jsonl()
+    return _deprecated(name)

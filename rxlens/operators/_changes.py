@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from reactivex import Observable, compose
 from reactivex import operators as ops
 
-from rxlens.operators._label_counts import default_label
+from rxlens.analytics import default_label
 
 _T = TypeVar("_T")
 
@@ -18,7 +18,7 @@ def changes(
 ) -> Callable[[Observable[_T]], Observable[_T]]:
     """Emit each item whose ``key`` differs from the last non-``None`` key (the first one too).
 
-    ``key`` defaults to :func:`~rxlens.operators._label_counts.default_label` (the Machine State
+    ``key`` defaults to :func:`~rxlens.analytics.default_label` (the Machine State
     ``label``, else the result ``text``). Items whose key is ``None`` (heartbeats, lifecycle
     events) are neither emitted nor remembered, so they cannot fake a change between two equal
     labels. Errors from ``key`` are sent as ``on_error``. Synchronous: it emits on the thread
