@@ -23,15 +23,11 @@ from typing import Any, TypeVar
 from reactivex import Observable, abc
 
 from rxlens._deprecation import module_getattr
-from rxlens.errors import RxLensError
+from rxlens.errors import EmptyStream
 
 _T = TypeVar("_T")
 
 _NEXT, _ERROR, _DONE = 0, 1, 2
-
-
-class EmptyStream(RxLensError, LookupError):
-    """The stream completed without an item, so it has no last item to await."""
 
 
 async def iterate(

@@ -255,3 +255,30 @@ class LensAPIError(RxLensError):
 
 class ChannelError(RxLensError):
     """The lens does not write to the SSE consumer (it writes to the ``session.read`` mailbox)."""
+
+
+# --- sinks and asyncio ------------------------------------------------------------------------
+
+
+class CollectTimeout(RxLensError, TimeoutError):
+    """:func:`rxlens.collect` hit its ``timeout`` before ``n`` items or completion.
+
+    ``items`` holds what did arrive, so nothing collected is lost.
+    """
+
+    def __init__(self, timeout: float, items: list[Any], wanted: int | None) -> None:
+        self.timeout = timeout
+        self.items = items
+        self.wanted = wanted
+        goal = f"{wanted} items" if wanted is not None else "completion"
+        super().__init__(
+            f"waited {timeout:g} s for {goal}; got {len(items)} item(s) (see .items)"
+        )
+
+
+class MissingDependency(RxLensError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class EmptyStream(RxLensError, LookupError):
+    """The stream completed without an item, so it has no last item to await."""

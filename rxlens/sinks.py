@@ -21,7 +21,7 @@ from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import CompositeDisposable, Disposable
 
-from rxlens.errors import RxLensError
+from rxlens.errors import CollectTimeout, MissingDependency
 from rxlens.events import LensEvent
 from rxlens.recording import (
     RecordingError,
@@ -38,26 +38,6 @@ _T = TypeVar("_T")
 
 #: How long :func:`collect` waits when neither ``seconds`` nor ``timeout`` is given.
 DEFAULT_TIMEOUT = 60.0
-
-
-class CollectTimeout(RxLensError, TimeoutError):
-    """:func:`collect` hit its ``timeout`` before ``n`` items or completion.
-
-    ``items`` holds what did arrive, so nothing collected is lost.
-    """
-
-    def __init__(self, timeout: float, items: list[Any], wanted: int | None) -> None:
-        self.timeout = timeout
-        self.items = items
-        self.wanted = wanted
-        goal = f"{wanted} items" if wanted is not None else "completion"
-        super().__init__(
-            f"waited {timeout:g} s for {goal}; got {len(items)} item(s) (see .items)"
-        )
-
-
-class MissingDependency(RxLensError, ImportError):
-    """An optional dependency is not installed; the message names the extra to install."""
 
 
 # --- collect ------------------------------------------------------------------------------------
