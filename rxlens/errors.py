@@ -10,6 +10,7 @@ built from status codes, URLs without credentials and truncated response bodies 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 #: How much of an error response body an error keeps (characters).
@@ -251,6 +252,21 @@ class LensAPIError(RxLensError):
         if error_uid:
             text += f" [{error_uid}]"
         super().__init__(text)
+
+
+class MailboxError(RxLensError):
+    """The server answered a mailbox request with ``{"type": "error"}``. Not retried.
+
+    ``reply_message`` is the start of the server's message (500 characters at most).
+    """
+
+    def __init__(self, reply: Mapping[str, Any]) -> None:
+        message = reply.get("message")
+        data = reply.get("event_data")
+        if message is None and isinstance(data, Mapping):
+            message = data.get("message")
+        self.reply_message = str(message)[:500] if message is not None else ""
+        super().__init__(f"the mailbox answered with an error: {self.reply_message}")
 
 
 class ChannelError(RxLensError):

@@ -26,6 +26,7 @@ __all__ = [
     "Decoder",
     "Event",
     "SSESource",
+    "StateCallback",
     "connect",
     "from_sseclient",
     "stream",
