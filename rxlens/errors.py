@@ -298,3 +298,12 @@ class MissingDependency(RxLensError, ImportError):
 
 class EmptyStream(RxLensError, LookupError):
     """The stream completed without an item, so it has no last item to await."""
+
+
+class FleetTimeout(RxLensError, TimeoutError):
+    """``Fleet.wait`` ran out of time; ``pending`` names the sessions still reading."""
+
+    def __init__(self, pending: list[str], timeout: float) -> None:
+        self.pending = pending
+        shown = ", ".join(pending[:5]) + (" ..." if len(pending) > 5 else "")
+        super().__init__(f"{len(pending)} session(s) still reading after {timeout:g} s: {shown}")
