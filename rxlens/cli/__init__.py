@@ -42,7 +42,7 @@ EXIT_NOT_FOUND = 4
 EXIT_UNREACHABLE = 5
 EXIT_INTERRUPTED = 130
 
-_COMMANDS = ("demo", "serve", "tail", "record", "replay")
+_COMMANDS = ("demo", "serve", "tail", "record", "replay", "fleet")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,16 +16,30 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from reactivex import Observable
+from reactivex import operators as ops
 from reactivex.disposable import Disposable
 
 from rxlens.client import LensClient
-from rxlens.events import LensEvent
+from rxlens.events import HEARTBEAT, STREAM_END, STREAM_START, LensEvent
 from rxlens.fleet._store import CursorStore, Record
 from rxlens.recording import encode_record
 
 log = logging.getLogger("rxlens.fleet")
 
 Pipeline = Callable[[Observable[LensEvent]], Observable[Any]]
+
+#: Frames about the connection, not the session's data: never committed by the default
+#: pipeline, and never counted against the guarantee (servers send them without ids).
+CONTROL_TYPES = frozenset({STREAM_START, HEARTBEAT, STREAM_END})
+
+
+def is_control(item: Any) -> bool:
+    return isinstance(item, LensEvent) and item.type in CONTROL_TYPES
+
+
+def data_only(events: Observable[LensEvent]) -> Observable[LensEvent]:
+    """The default pipeline: every event but the connection's control frames."""
+    return events.pipe(ops.filter(lambda event: not is_control(event)))
 
 
 class Secret:
@@ -63,7 +77,8 @@ def encode_item(item: Any) -> str:
 class FleetWorker:
     """Reads the sessions the store assigns to worker ``index``; commits every output.
 
-    ``pipeline`` turns a session's events into what is committed (default: every event). Each
+    ``pipeline`` turns a session's events into what is committed (default: every event but
+    the connection's control frames: stream start and end, heartbeats). Each
     output is committed with its event id as the session's new cursor, in one transaction. An
     output without an id (the server sends none, or the pipeline makes new values) is still
     committed, and the session's guarantee becomes at-least-once, with a note: the fleet never
@@ -105,13 +120,13 @@ class FleetWorker:
         events = self.client.events(
             session_id, last_event_id=cursor or None, **self.events_options
         )
-        outputs = self.pipeline(events) if self.pipeline is not None else events
+        outputs = (self.pipeline or data_only)(events)
         store = self.store
         unidentified = threading.Event()
 
         def on_next(item: Any) -> None:
             event_id = getattr(item, "id", None)
-            if event_id is None and not unidentified.is_set():
+            if event_id is None and not unidentified.is_set() and not is_control(item):
                 unidentified.set()
                 store.mark(
                     session_id,
