@@ -8,6 +8,7 @@ a distinctive API key, and searches everything the run produced for it.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import secrets
@@ -30,7 +31,13 @@ import rxlens.client as client_module
 from rxlens import LensClient, RetryPolicy, collect
 from rxlens.client import merge_sessions
 from rxlens.emulator import Faults, LensEmulator
-from rxlens.errors import AuthenticationError, LensAPIError, RxLensError, TransportError
+from rxlens.errors import (
+    AuthenticationError,
+    ContentTypeError,
+    LensAPIError,
+    RxLensError,
+    TransportError,
+)
 from rxlens.events import InferenceResult, StreamEnd
 from rxlens.operators import SessionFailed, only_results
 from rxlens.sinks import to_jsonl
@@ -604,3 +611,164 @@ def test_serve_on_another_interface_with_a_key(capsys: pytest.CaptureFixture[str
     finally:
         stop.set()
         thread.join(5.0)
+
+
+# --- 1b. echoing servers: the key masked before any cut, and in no error's chain ---------------
+#
+# A proxy or a misconfigured gateway may quote the Authorization header it got in any answer,
+# not only in a 401. Each route below does, in a different place; the error (or warning) must
+# keep the server's words and lose the key, also when the key straddles a length cut, and no
+# exception reachable from the error (its __cause__ and __context__, recursively, and their
+# attributes: a request's headers, a JSON error's document) may hold the key.
+
+REST_CUT = 500  # characters of a REST error body an error keeps
+STREAM_CUT = 4096  # bytes of a stream error body rxlens reads
+
+
+def reachable_text(root: object, depth: int = 10) -> str:
+    """Every string reachable from ``root``: attributes, containers, and, from an exception,
+    its message, traceback, ``__cause__`` and ``__context__``, recursively."""
+    found: list[str] = []
+    seen: set[int] = set()
+
+    def walk(node: object, level: int) -> None:
+        if node is None or level > depth or id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, str):
+            found.append(node)
+        elif isinstance(node, (bytes, bytearray)):
+            found.append(bytes(node).decode("utf-8", "replace"))
+        elif isinstance(node, dict) or hasattr(node, "items") and callable(node.items):
+            for k, v in list(node.items()):
+                walk(k, level + 1)
+                walk(v, level + 1)
+        elif isinstance(node, (list, tuple, set, frozenset)):
+            for item in node:
+                walk(item, level + 1)
+        else:
+            if isinstance(node, BaseException):
+                found.extend([str(node), repr(node), "".join(traceback.format_exception(node))])
+                walk(node.args, level + 1)
+                walk(node.__cause__, level + 1)
+                walk(node.__context__, level + 1)
+            if hasattr(node, "__dict__") and not isinstance(node, type):
+                walk(dict(vars(node)), level + 1)
+
+    walk(root, 0)
+    return "\n".join(found)
+
+
+def _echo_route(kind: str) -> Route:
+    """A server that quotes the request's Authorization header in the place ``kind`` names."""
+
+    def route(h: Handler) -> None:
+        header = h.headers.get("Authorization") or ""
+        said = f"you sent {header}"
+        if kind == "not_json":
+            h.reply(200, f"proxy page: {said}".encode(), "text/plain")
+        elif kind == "wrong_shape":
+            h.reply(200, json.dumps(said).encode(), "application/json")
+        elif kind == "no_session_id":
+            h.reply(200, json.dumps({"echo": said}).encode(), "application/json")
+        elif kind == "no_session_status":
+            answer = {"type": "session.status.response", "event_data": {"echo": said}}
+            h.reply(200, json.dumps(answer).encode(), "application/json")
+        elif kind == "rest_cut":
+            h.reply(500, straddling(header, REST_CUT, "x").encode(), "text/plain")
+        elif kind in ("stream_cut_401", "stream_cut_html"):
+            body = straddling(header, STREAM_CUT, "\u20ac").encode()
+            if kind == "stream_cut_401":
+                h.reply(401, body, "text/plain")
+            else:
+                h.reply(200, body, "text/html")
+        else:
+            raise AssertionError(kind)
+
+    return route
+
+
+def straddling(header: str, cut: int, filler: str) -> str:
+    """Filler, then ``header``, so that the cut (characters for an ASCII filler, bytes for the
+    3-byte euro sign) falls 20 characters into the random middle of the key."""
+    inside = header.index("-", header.index("-") + 1) + 1 + 20
+    room = cut - inside
+    if filler == "x":
+        return "x" * room + header
+    euros, rest = divmod(room, 3)
+    return "\u20ac" * euros + "x" * rest + header
+
+
+def _assert_no_key(key: str, what: str, found: object) -> None:
+    text = reachable_text(found)
+    assert_absent(key, what, text)
+
+
+@pytest.mark.parametrize(
+    ("kind", "call", "kept"),
+    [
+        ("not_json", lambda c: c.sessions.metadata("lsn-echo"), "not JSON"),
+        ("wrong_shape", lambda c: c.sessions.metadata("lsn-echo"), "expected a list"),
+        ("wrong_shape", lambda c: c.lenses.register({}), "expected a JSON object"),
+        ("no_session_id", lambda c: c.sessions.create("lns-echo"), "without a session_id"),
+        ("no_session_status", lambda c: c.sessions.status("lsn-echo"), "session_status"),
+        ("rest_cut", lambda c: c.sessions.metadata("lsn-echo"), "xxxx"),
+    ],
+)
+def test_an_echoing_rest_server_never_gets_the_key_into_an_error(
+    make_server: Callable[..., Server], kind: str, call: Callable[[LensClient], object], kept: str
+) -> None:
+    key = distinctive_key(kind.replace("_", ""))
+    server = make_server(_echo_route(kind))
+    with LensClient(api_key=key, base_url=server.url()) as client:
+        error = _error(lambda: call(client))
+    assert server.seen and server.seen[0][1].get("authorization") == f"Bearer {key}"
+    assert isinstance(error, LensAPIError), repr(error)
+    assert kept in str(error)  # the server's words (or rxlens's) are kept...
+    _assert_no_key(key, f"{kind}: the error and its chain", error)  # ...the key is not
+
+
+@pytest.mark.parametrize("kind", ["stream_cut_401", "stream_cut_html"])
+def test_a_key_straddling_the_stream_body_cut_is_masked(
+    make_server: Callable[..., Server], kind: str
+) -> None:
+    key = distinctive_key("cut")
+    server = make_server(_echo_route(kind))
+    with LensClient(api_key=key, base_url=server.url()) as client:
+        error = _error(lambda: collect(client.connect("lsn-echo"), timeout=10))
+    assert server.seen
+    assert isinstance(error, AuthenticationError if kind.endswith("401") else ContentTypeError)
+    assert "\u20ac\u20ac\u20ac" in str(error)
+    _assert_no_key(key, f"{kind}: the error and its chain", error)
+
+
+def test_the_channel_check_warning_never_quotes_the_key(
+    make_server: Callable[..., Server],
+) -> None:
+    key = distinctive_key("channel")
+    server = make_server(_echo_route("not_json"))
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        LensClient(api_key=key, base_url=server.url()) as client,
+    ):
+        warnings.simplefilter("always")
+        client.check_channel("lsn-echo")
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(messages) == 1 and "could not read the lens metadata" in messages[0]
+    assert "proxy page" in messages[0]
+    assert_absent(key, "the channel check's warning", messages[0])
+
+
+def test_no_error_chain_carries_the_request_headers() -> None:
+    # No answer at all: requests' own exception holds the prepared request, headers and all;
+    # rxlens's error must not keep it as its __context__ (``raise ... from None`` only hides
+    # it from the traceback).
+    key = distinctive_key("chain")
+    with LensClient(api_key=key, base_url=f"http://127.0.0.1:{_free_port()}/api") as client:
+        errors = [
+            _error(lambda: client.sessions.metadata("lsn-x")),
+            _error(lambda: collect(client.connect("lsn-x"), timeout=10)),
+        ]
+    for error in errors:
+        assert isinstance(error, TransportError), repr(error)
+        _assert_no_key(key, f"{type(error).__name__} and its chain", error)
