@@ -20,7 +20,7 @@ import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -639,7 +639,7 @@ def reachable_text(root: object, depth: int = 10) -> str:
             found.append(node)
         elif isinstance(node, (bytes, bytearray)):
             found.append(bytes(node).decode("utf-8", "replace"))
-        elif isinstance(node, dict) or hasattr(node, "items") and callable(node.items):
+        elif isinstance(node, Mapping):
             for k, v in list(node.items()):
                 walk(k, level + 1)
                 walk(v, level + 1)

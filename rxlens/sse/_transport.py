@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from rxlens._text import mask_secrets, secrets_of, truncate
 from rxlens.errors import (
     AuthenticationError,
     ContentEncodingError,
@@ -184,25 +185,20 @@ def safe_url(url: str) -> str:
 def _read_body(response: requests.Response, limit: int = 4096) -> str:
     # read1: what has arrived, not a wait for ``limit`` bytes: a wrong response may be a
     # stream that sends a few bytes every few seconds.
+    # Some servers quote the credentials they refuse: the key is masked before the cut (a key
+    # straddling byte ``limit`` is read whole, then masked), and a read that ends inside the
+    # key masks the piece it got.
+    request = getattr(response, "request", None)
+    secrets = secrets_of(request.headers if request is not None else None)
+    extra = max((len(s.encode("utf-8")) for s in secrets), default=0)
     try:
-        raw = response.raw.read1(limit, decode_content=True)
+        raw = response.raw.read1(limit + extra, decode_content=True)
     except Exception:  # the body is only context for the error: never mask the status
         return ""
     if not isinstance(raw, bytes):
         return ""
-    return _mask_key(raw.decode("utf-8", "replace"), response)
-
-
-def _mask_key(text: str, response: requests.Response) -> str:
-    # Some servers quote the credentials they refuse: the key must not reach an error message.
-    request = getattr(response, "request", None)
-    header = request.headers.get("Authorization") if request is not None else None
-    if not header:
-        return text
-    for secret in {str(header), str(header).partition(" ")[2].strip()}:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    text = mask_secrets(raw.decode("utf-8", "replace"), secrets, cut=True)
+    return text if len(raw) <= limit else truncate(text, limit)
 
 
 def status_error(response: requests.Response, url: str) -> HTTPStatusError:
@@ -242,28 +238,34 @@ class Connection:
         # The body is read as it arrives and never decoded: ask for it uncompressed (requests
         # would otherwise offer gzip and deflate).
         headers = {"Accept-Encoding": "identity", **self.headers}
+        # requests' exceptions hold the prepared request, Authorization header included: the
+        # error is raised outside the ``except`` so that it is not even its __context__
+        # (``from None`` only hides the context from tracebacks).
+        failure: TransportError | None = None
         try:
             response = self.session.get(
                 self.url, headers=headers, stream=True, timeout=self.timeout
             )
         except requests.exceptions.ReadTimeout as exc:
-            raise ReadTimeout(f"no response from {safe_url(self.url)}: {_reason(exc)}") from None
+            failure = ReadTimeout(f"no response from {safe_url(self.url)}: {_reason(exc)}")
         except requests.exceptions.RequestException as exc:
             if _certificate_failure(exc):
                 # A certificate the client does not trust stays untrusted: do not retry.
-                error = TransportError(
+                failure = TransportError(
                     f"cannot connect to {safe_url(self.url)}: {_reason(exc)}; the server's "
                     "TLS certificate is not trusted (LensClient(verify=False) turns the check "
                     "off, at the cost of exposing the API key)"
                 )
-                error.retryable = False
-                raise error from None
-            raise TransportError(
-                f"cannot connect to {safe_url(self.url)}: {_reason(exc)}; "
-                "check the base URL and that the server is reachable"
-            ) from None
+                failure.retryable = False
+            else:
+                failure = TransportError(
+                    f"cannot connect to {safe_url(self.url)}: {_reason(exc)}; "
+                    "check the base URL and that the server is reachable"
+                )
         finally:
             _current.handle = None
+        if failure is not None:
+            raise failure
         self.response = response
         # A pooled connection skips connect(): take the socket from the response as well.
         self.handle.attach(_response_socket(response))
