@@ -772,3 +772,33 @@ def test_no_error_chain_carries_the_request_headers() -> None:
     for error in errors:
         assert isinstance(error, TransportError), repr(error)
         _assert_no_key(key, f"{type(error).__name__} and its chain", error)
+
+
+def _stall(h: Handler) -> None:
+    """A stream that goes silent after its first comment; a REST answer that never comes."""
+    if "/lens/sessions/consumer/" in h.path:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        h.wfile.write(b": hello\n\n")
+        h.wfile.flush()
+    h.server.release.wait(10)  # type: ignore[attr-defined]
+
+
+def test_no_timeout_error_chain_carries_the_request_headers(
+    make_server: Callable[..., Server],
+) -> None:
+    key = distinctive_key("stall")
+    server = make_server(_stall)
+    server.release = threading.Event()  # type: ignore[attr-defined]
+    try:
+        with LensClient(api_key=key, base_url=server.url(), timeout=(5.0, 0.3)) as client:
+            errors = [
+                _error(lambda: client.sessions.metadata("lsn-x")),
+                _error(lambda: collect(client.connect("lsn-x"), timeout=10)),
+            ]
+    finally:
+        server.release.set()  # type: ignore[attr-defined]
+    for error in errors:
+        assert isinstance(error, TransportError), repr(error)
+        _assert_no_key(key, f"{type(error).__name__} and its chain", error)
