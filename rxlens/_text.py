@@ -16,6 +16,11 @@ from collections.abc import Iterable, Mapping
 #: What a masked secret becomes.
 MASK = "***"
 
+# The shortest piece of a secret that ``cut=True`` masks at the end of a text: shorter pieces
+# reveal next to nothing, and masking them would garble ordinary endings (``...KiB`` against
+# ``Bearer ...``).
+_MIN_PIECE = 4
+
 
 def secrets_of(headers: Mapping[str, str] | None) -> tuple[str, ...]:
     """The secrets a request's headers carry: the ``Authorization`` value and its credential.
@@ -36,16 +41,16 @@ def secrets_of(headers: Mapping[str, str] | None) -> tuple[str, ...]:
 def mask_secrets(text: str, secrets: Iterable[str], *, cut: bool = False) -> str:
     """``text`` with every occurrence of each secret replaced by :data:`MASK`.
 
-    ``cut=True`` says that ``text`` was already cut short (a read of the first bytes of a
-    body): a tail that is the start of a secret is masked too, since the rest of the secret
-    was in the part not read.
+    ``cut=True`` says that ``text`` may have been cut short (a read of the first bytes of a
+    body): a tail of at least four characters that is the start of a secret is masked too,
+    since the rest of the secret was in the part not read.
     """
     ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
     for secret in ordered:  # longest first: "Bearer KEY" before "KEY"
         text = text.replace(secret, MASK)
     if cut:
         for secret in ordered:
-            for size in range(min(len(secret) - 1, len(text)), 0, -1):
+            for size in range(min(len(secret) - 1, len(text)), _MIN_PIECE - 1, -1):
                 if text.endswith(secret[:size]):
                     text = text[:-size] + MASK
                     break

@@ -197,7 +197,9 @@ def _read_body(response: requests.Response, limit: int = 4096) -> str:
         return ""
     if not isinstance(raw, bytes):
         return ""
-    text = mask_secrets(raw.decode("utf-8", "replace"), secrets, cut=True)
+    length = response.headers.get("Content-Length", "").strip()
+    whole = length.isdigit() and len(length) < 19 and len(raw) >= int(length)
+    text = mask_secrets(raw.decode("utf-8", "replace"), secrets, cut=not whole)
     return text if len(raw) <= limit else truncate(text, limit)
 
 
