@@ -802,3 +802,72 @@ def test_no_timeout_error_chain_carries_the_request_headers(
     for error in errors:
         assert isinstance(error, TransportError), repr(error)
         _assert_no_key(key, f"{type(error).__name__} and its chain", error)
+
+
+class RawEchoServer:
+    """A TCP server on 127.0.0.1 that answers every request with bytes that quote its
+    Authorization header where no HTTP parser expects them: ``where`` is ``"status_line"`` (a
+    broken status line) or ``"chunk_size"`` (a broken chunk-size line of an SSE stream)."""
+
+    def __init__(self, where: str) -> None:
+        import socket
+
+        self.where = where
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/api"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                header = b""
+                for line in request.split(b"\r\n"):
+                    if line.lower().startswith(b"authorization:"):
+                        header = line.split(b":", 1)[1].strip()
+                if self.where == "status_line":
+                    conn.sendall(b"you sent " + header + b"\r\n\r\n")
+                else:
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n"
+                        b"7\r\n: hi\n\n\n\r\n" + b"you sent " + header + b"\r\n"
+                    )
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("where", ["status_line", "chunk_size"])
+def test_a_key_echoed_where_http_breaks_never_reaches_the_error(where: str) -> None:
+    # The HTTP parser's own exception quotes the bytes it could not parse; rxlens's message
+    # keeps that reason, so it must mask it too.
+    key = distinctive_key(where.replace("_", ""))
+    server = RawEchoServer(where)
+    try:
+        with LensClient(api_key=key, base_url=server.url) as client:
+            error = _error(lambda: collect(client.connect("lsn-echo"), timeout=10))
+    finally:
+        server.close()
+    assert isinstance(error, TransportError), repr(error)
+    _assert_no_key(key, f"{where}: the error and its chain", error)

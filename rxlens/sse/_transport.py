@@ -249,19 +249,19 @@ class Connection:
                 self.url, headers=headers, stream=True, timeout=self.timeout
             )
         except requests.exceptions.ReadTimeout as exc:
-            failure = ReadTimeout(f"no response from {safe_url(self.url)}: {_reason(exc)}")
+            failure = ReadTimeout(f"no response from {safe_url(self.url)}: {self._reason(exc)}")
         except requests.exceptions.RequestException as exc:
             if _certificate_failure(exc):
                 # A certificate the client does not trust stays untrusted: do not retry.
                 failure = TransportError(
-                    f"cannot connect to {safe_url(self.url)}: {_reason(exc)}; the server's "
+                    f"cannot connect to {safe_url(self.url)}: {self._reason(exc)}; the server's "
                     "TLS certificate is not trusted (LensClient(verify=False) turns the check "
                     "off, at the cost of exposing the API key)"
                 )
                 failure.retryable = False
             else:
                 failure = TransportError(
-                    f"cannot connect to {safe_url(self.url)}: {_reason(exc)}; "
+                    f"cannot connect to {safe_url(self.url)}: {self._reason(exc)}; "
                     "check the base URL and that the server is reachable"
                 )
         finally:
@@ -288,6 +288,7 @@ class Connection:
         assert self.response is not None
         raw = self.response.raw
         read1 = raw.read1
+        failure: TransportError | None = None
         try:
             while True:
                 chunk = read1(READ_SIZE)
@@ -299,10 +300,19 @@ class Connection:
                 f"no bytes from {safe_url(self.url)} for {self.timeout[1]:g} s"
             ) from exc
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            # ValueError: http.client reading a closed or aborted chunked body.
-            raise TransportError(
-                f"connection to {safe_url(self.url)} broke: {_reason(exc)}"
-            ) from None
+            # ValueError: http.client reading a closed or aborted chunked body. The reason
+            # may quote the bytes the server sent (a chunk-size line): masked, and raised
+            # outside this block so that the parser's exception is not its __context__.
+            failure = TransportError(
+                f"connection to {safe_url(self.url)} broke: {self._reason(exc)}"
+            )
+        if failure is not None:
+            raise failure
+
+    def _reason(self, exc: BaseException) -> str:
+        """:func:`_reason`, with any echo of the request's credentials masked: an HTTP
+        parser's error quotes the bytes it could not parse (a status line, a chunk size)."""
+        return mask_secrets(_reason(exc), secrets_of(self.headers))
 
     def close(self) -> None:
         response = self.response
