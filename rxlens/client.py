@@ -15,6 +15,8 @@ import requests
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SerialDisposable
 
+from rxlens._rest import session_running
+from rxlens._text import mask_secrets
 from rxlens.errors import ChannelError, ConfigurationError, LensAPIError, RxLensError
 from rxlens.events import LensEvent, OnMalformed
 from rxlens.retry import RetryPolicy
@@ -24,7 +26,7 @@ from rxlens.sse._state import ConnectionState, StateCallback, report
 from rxlens.sse._transport import DEFAULT_TIMEOUT, new_session, safe_url
 
 if TYPE_CHECKING:
-    from rxlens._api import Lenses, Sessions
+    from rxlens._rest import Lenses, Sessions
 
 log = logging.getLogger("rxlens.client")
 
@@ -35,8 +37,6 @@ ENV_ENDPOINT = "ATAI_API_ENDPOINT"
 
 #: Names a lens configuration uses for the SSE output channel.
 SSE_WRITERS = ("server_sent_events_writer", "server_side_events_writer", "sse_writer")
-#: Session statuses after which a session produces nothing more.
-_FINISHED = ("DESTROYED", "FAILED", "STALE", "4", "5", "6")
 
 _insecure_warned = threading.Event()
 
@@ -174,7 +174,7 @@ class LensClient:
     def lenses(self) -> Lenses:
         """Lens registration and metadata (``register``, ``metadata``, ``delete``)."""
         if self._lenses is None:
-            from rxlens._api import Lenses
+            from rxlens._rest import Lenses
 
             self._lenses = Lenses(self)
         return self._lenses
@@ -183,7 +183,7 @@ class LensClient:
     def sessions(self) -> Sessions:
         """Sessions (``create``, ``destroy``, ``metadata``, ``status``, ``process_event``, ...)."""
         if self._sessions is None:
-            from rxlens._api import Sessions
+            from rxlens._rest import Sessions
 
             self._sessions = Sessions(self)
         return self._sessions
@@ -329,12 +329,12 @@ class LensClient:
 
     def _session_running(self, session_id: str) -> bool:
         try:
-            status = str(self.sessions.status(session_id))
+            status = self.sessions.status(session_id)
         except LensAPIError as exc:
             if exc.status == 404:
                 return False
             raise
-        return not any(status.upper().endswith(s) for s in _FINISHED)
+        return session_running(status)
 
     def check_channel(self, session_id: str) -> None:
         """Raise :class:`ChannelError` if the session's lens does not write to SSE.
@@ -346,9 +346,12 @@ class LensClient:
         try:
             config = self.sessions.lens_config(session_id)
         except Exception as exc:
+            # The reason may quote the server; an echo of the key is masked (again: an error
+            # from elsewhere than the REST calls has not been through them).
+            reason = mask_secrets(str(exc), (self.__key,) if self.__key else ())
             warnings.warn(
                 f"could not read the lens metadata of session {session_id} to check its output "
-                f"channel ({type(exc).__name__}: {exc}); if no results arrive, check that the "
+                f"channel ({type(exc).__name__}: {reason}); if no results arrive, check that the "
                 "lens writes to SSE (server_sent_events_writer) and not to the session.read "
                 "mailbox",
                 stacklevel=3,

@@ -5,7 +5,9 @@ itself signals. Each carries ``retryable``: whether a reconnect may cure it. The
 default predicate reads that flag, so the taxonomy below *is* the retry rule.
 
 Messages say what happened and what to check. None of them ever contains an API key: errors are
-built from status codes, URLs without credentials and truncated response bodies only.
+built from status codes, URLs without credentials and response bodies that the code reading them
+has masked (:func:`rxlens._text.mask_secrets`) before they are cut here; no error keeps the
+request (and so its headers) in its ``__cause__`` or ``__context__``.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rxlens._text import truncate
+
 #: How much of an error response body an error keeps (characters).
 BODY_LIMIT = 2048
 
 
-def _truncate(text: str | None, limit: int = BODY_LIMIT) -> str | None:
-    if text is None or len(text) <= limit:
-        return text
-    return text[:limit] + f"... [{len(text) - limit} more characters]"
+def _body(text: str | None, limit: int = BODY_LIMIT) -> str | None:
+    return None if text is None else truncate(text, limit)
 
 
 class RxLensError(Exception):
@@ -67,7 +69,7 @@ class MalformedEventError(DecodeError):
     def __init__(self, message: str, raw: str, errors: object = None) -> None:
         self.raw = raw
         self.errors = errors
-        super().__init__(f"{message}: {_truncate(raw, 200)!r}")
+        super().__init__(f"{message}: {_body(raw, 200)!r}")
 
 
 # --- transport -------------------------------------------------------------------------------
@@ -112,14 +114,14 @@ class HTTPStatusError(RxLensError):
     ) -> None:
         self.status = status
         self.url = url
-        self.body = _truncate(body)
+        self.body = _body(body)
         self.retry_after = retry_after
         self.retryable = status in (408, 429) or status >= 500
         message = f"HTTP {status} from {url}"
         if hint:
             message += f": {hint}"
         if self.body:
-            message += f" (body: {_truncate(self.body, 300)})"
+            message += f" (body: {_body(self.body, 300)})"
         super().__init__(message)
 
 
@@ -150,13 +152,13 @@ class ContentTypeError(RxLensError):
     def __init__(self, content_type: str, url: str, body: str | None = None) -> None:
         self.content_type = content_type
         self.url = url
-        self.body = _truncate(body)
+        self.body = _body(body)
         message = (
             f"expected Content-Type text/event-stream from {url}, got {content_type or 'none'!r}; "
             "check the URL points at the SSE consumer endpoint"
         )
         if self.body:
-            message += f" (body: {_truncate(self.body, 300)})"
+            message += f" (body: {_body(self.body, 300)})"
         super().__init__(message)
 
 

@@ -15,7 +15,8 @@ order the events were emitted::
 ``id``
     The SSE id of the frame, or ``null`` when the server sent none.
 ``received_at``
-    When rxlens received the frame, in epoch seconds (``time.time()``).
+    When rxlens received the frame, in epoch seconds (``time.time()``): a finite number from 0
+    to :data:`MAX_RECEIVED_AT` (the end of the year 9999).
 ``session_id``
     The session the event belongs to, or ``null`` (set by ``merge_sessions``).
 ``type``
@@ -29,13 +30,16 @@ order the events were emitted::
 Readers ignore fields they do not know, so later versions may add fields without a new ``v``.
 Writers (:func:`rxlens.sinks.to_jsonl`) flush every line, so a recording cut short by a crash
 ends with at most one torn line; readers skip a torn *last* line (one without its newline)
-with a warning, and refuse any other bad line. Recordings hold what the server sent and never
-the API key (it is in no frame).
+with a warning, and refuse any other bad line with a :class:`RecordingFormatError` that names
+its file and line (``.line``): a recording is input like any other, and a hostile one (a line
+nested too deep to parse, a time of ``Infinity``) gets the same typed error. Recordings hold
+what the server sent and never the API key (it is in no frame).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import warnings
@@ -59,6 +63,13 @@ from rxlens.operators._merge_sessions import (
 #: The version written in every record's ``v`` field.
 FORMAT_VERSION = 1
 
+#: The latest ``received_at`` a record may hold: 9999-12-31T23:59:59Z in epoch seconds.
+MAX_RECEIVED_AT = 253_402_300_799.0
+
+# The longest single wait of a paced replay (seconds); a longer gap is waited out in steps, so
+# no gap or speed can overflow a timer (threading.TIMEOUT_MAX, datetime's range).
+_MAX_WAIT = 3600.0
+
 StrPath = str | os.PathLike[str]
 
 
@@ -67,7 +78,12 @@ class RecordingError(RxLensError):
 
 
 class RecordingFormatError(RecordingError, ValueError):
-    """A line of a recording is not a valid record (the message names the file and line)."""
+    """A line of a recording is not a valid record (the message names the file and line).
+
+    ``line`` is the line's number (from 1) when the error comes from reading a file.
+    """
+
+    line: int | None = None
 
 
 class RecordingIOError(RecordingError, OSError):
@@ -112,6 +128,8 @@ def decode_record(line: str, where: str = "record") -> LensEvent:
         record = json.loads(line)
     except ValueError as exc:
         raise RecordingFormatError(f"{where}: not JSON ({exc})") from None
+    except RecursionError:
+        raise RecordingFormatError(f"{where}: nested too deep to read") from None
     if not isinstance(record, dict):
         raise RecordingFormatError(f"{where}: a record is a JSON object")
     version = record.get("v")
@@ -134,7 +152,17 @@ def decode_record(line: str, where: str = "record") -> LensEvent:
             f"{where}: a record needs raw (str), id (str|null), received_at (number) "
             "and session_id (str|null)"
         )
-    event = from_payload(raw, id=event_id, received_at=float(received_at))
+    # json reads Infinity and NaN, and 1e300 is a number: a time replay cannot wait for.
+    when = float(received_at)
+    if not (math.isfinite(when) and 0.0 <= when <= MAX_RECEIVED_AT):
+        raise RecordingFormatError(
+            f"{where}: received_at {received_at!r} is not a time (epoch seconds from 0 to "
+            f"{MAX_RECEIVED_AT:.0f})"
+        )
+    try:
+        event = from_payload(raw, id=event_id, received_at=when)
+    except RecursionError:
+        raise RecordingFormatError(f"{where}: raw is nested too deep to read") from None
     if event.type == SESSION_FAILED:
         event = _session_failed(event)
     if session_id is not None:
@@ -200,8 +228,9 @@ def _records(handle: IO[str], name: str) -> Iterator[LensEvent]:
             continue
         try:
             yield decode_record(line, f"{name}:{number}")
-        except RecordingFormatError:
+        except RecordingFormatError as error:
             if line.endswith("\n"):
+                error.line = number
                 raise
             # A last line without its newline is a write cut short (a crash mid-line).
             warnings.warn(
@@ -234,7 +263,8 @@ def replay(
       Events recorded out of order in time are emitted in file order, without waiting. Time
       comes from ``scheduler`` (else the subscription's, else
       :class:`~reactivex.scheduler.TimeoutScheduler`); a virtual-time scheduler replays an hour
-      in no time, with the gaps intact.
+      in no time, with the gaps intact. A gap longer than an hour is waited out an hour at a
+      time, so no gap and no speed overflows a timer.
 
     Errors (:class:`RecordingIOError`, :class:`RecordingFormatError`) are sent as
     ``on_error`` after the events before the bad line.
@@ -277,6 +307,11 @@ def replay(
             except RecordingError as error:
                 fail(error)
                 raise _Stop from None
+            except Exception as error:
+                # Reading a file is rxlens's job, not the subscriber's: whatever it raises ends
+                # the replay with on_error, never the (timer) thread it runs on.
+                fail(RecordingError(f"{name}: cannot read: {type(error).__name__}: {error}"))
+                raise _Stop from None
 
         def run_fast(_: abc.SchedulerBase, __: Any = None) -> None:
             with lock:
@@ -304,7 +339,9 @@ def replay(
                     while event is not None and not closed:
                         due = start + (event.received_at - first_at) / speed - _now(s)
                         if due > 0:
-                            timer.disposable = s.schedule_relative(due, run_paced, event)
+                            # At most _MAX_WAIT at a time: the next call re-measures.
+                            wait = min(due, _MAX_WAIT)
+                            timer.disposable = s.schedule_relative(wait, run_paced, event)
                             return
                         observer.on_next(event)
                         event = next_event()
@@ -363,6 +400,7 @@ def _now(scheduler: abc.SchedulerBase) -> float:
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_RECEIVED_AT",
     "RecordingError",
     "RecordingFormatError",
     "RecordingIOError",

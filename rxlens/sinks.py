@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,8 +37,10 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-#: How long :func:`collect` waits when neither ``seconds`` nor ``timeout`` is given.
-DEFAULT_TIMEOUT = 60.0
+#: How long :func:`collect` waits when neither ``seconds`` nor ``timeout`` is given (seconds).
+#: (Formerly ``DEFAULT_TIMEOUT``, a name that clashed with the ``(connect, read)`` timeout of
+#: every request, which means something else.)
+COLLECT_TIMEOUT = 60.0
 
 
 # --- collect ------------------------------------------------------------------------------------
@@ -62,7 +65,7 @@ def collect(
     - the stream errors: the error is raised;
     - ``timeout`` passes first: :class:`CollectTimeout` is raised, carrying the items in
       ``.items``. ``timeout`` defaults to ``seconds`` when given (so ``seconds`` alone never
-      raises) and to :data:`DEFAULT_TIMEOUT` (60 s) otherwise, so ``collect`` never blocks
+      raises) and to :data:`COLLECT_TIMEOUT` (60 s) otherwise, so ``collect`` never blocks
       without a bound.
 
     The subscription is disposed before returning, whatever the outcome (also on
@@ -83,7 +86,7 @@ def collect(
         raise ValueError(f"timeout must be positive, got {timeout!r}")
     if n == 0:
         return []
-    bound = timeout if timeout is not None else seconds if seconds is not None else DEFAULT_TIMEOUT
+    bound = timeout if timeout is not None else seconds if seconds is not None else COLLECT_TIMEOUT
 
     lock = threading.Lock()
     done = threading.Event()
@@ -293,9 +296,22 @@ def to_jsonl(
     return operator
 
 
+def __getattr__(name: str) -> object:
+    # The old name stays one release, with a warning.
+    if name == "DEFAULT_TIMEOUT":
+        warnings.warn(
+            "rxlens.sinks.DEFAULT_TIMEOUT is deprecated and will be removed in the next release; "
+            "use rxlens.sinks.COLLECT_TIMEOUT",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return COLLECT_TIMEOUT
+    raise AttributeError(f"module 'rxlens.sinks' has no attribute {name!r}")
+
+
 __all__ = [
+    "COLLECT_TIMEOUT",
     "COLUMNS",
-    "DEFAULT_TIMEOUT",
     "CollectTimeout",
     "MissingDependency",
     "collect",

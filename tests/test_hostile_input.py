@@ -538,9 +538,9 @@ def test_a_stream_broken_by_a_hostile_server_is_retryable(client: LensClient) ->
 
 @pytest.fixture()
 def rest_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rxlens._api
+    import rxlens._rest
 
-    monkeypatch.setattr(rxlens._api, "MAX_RESPONSE_BYTES", CAP)
+    monkeypatch.setattr(rxlens._rest, "MAX_RESPONSE_BYTES", CAP)
 
 
 @pytest.mark.parametrize("behaviour", [endless_json, json_bomb])

@@ -8,6 +8,7 @@ a distinctive API key, and searches everything the run produced for it.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import secrets
@@ -19,7 +20,7 @@ import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,13 @@ import rxlens.client as client_module
 from rxlens import LensClient, RetryPolicy, collect
 from rxlens.client import merge_sessions
 from rxlens.emulator import Faults, LensEmulator
-from rxlens.errors import AuthenticationError, LensAPIError, RxLensError, TransportError
+from rxlens.errors import (
+    AuthenticationError,
+    ContentTypeError,
+    LensAPIError,
+    RxLensError,
+    TransportError,
+)
 from rxlens.events import InferenceResult, StreamEnd
 from rxlens.operators import SessionFailed, only_results
 from rxlens.sinks import to_jsonl
@@ -604,3 +611,263 @@ def test_serve_on_another_interface_with_a_key(capsys: pytest.CaptureFixture[str
     finally:
         stop.set()
         thread.join(5.0)
+
+
+# --- 1b. echoing servers: the key masked before any cut, and in no error's chain ---------------
+#
+# A proxy or a misconfigured gateway may quote the Authorization header it got in any answer,
+# not only in a 401. Each route below does, in a different place; the error (or warning) must
+# keep the server's words and lose the key, also when the key straddles a length cut, and no
+# exception reachable from the error (its __cause__ and __context__, recursively, and their
+# attributes: a request's headers, a JSON error's document) may hold the key.
+
+REST_CUT = 500  # characters of a REST error body an error keeps
+STREAM_CUT = 4096  # bytes of a stream error body rxlens reads
+
+
+def reachable_text(root: object, depth: int = 10) -> str:
+    """Every string reachable from ``root``: attributes, containers, and, from an exception,
+    its message, traceback, ``__cause__`` and ``__context__``, recursively."""
+    found: list[str] = []
+    seen: set[int] = set()
+
+    def walk(node: object, level: int) -> None:
+        if node is None or level > depth or id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, str):
+            found.append(node)
+        elif isinstance(node, (bytes, bytearray)):
+            found.append(bytes(node).decode("utf-8", "replace"))
+        elif isinstance(node, Mapping):
+            for k, v in list(node.items()):
+                walk(k, level + 1)
+                walk(v, level + 1)
+        elif isinstance(node, (list, tuple, set, frozenset)):
+            for item in node:
+                walk(item, level + 1)
+        else:
+            if isinstance(node, BaseException):
+                found.extend([str(node), repr(node), "".join(traceback.format_exception(node))])
+                walk(node.args, level + 1)
+                walk(node.__cause__, level + 1)
+                walk(node.__context__, level + 1)
+            if hasattr(node, "__dict__") and not isinstance(node, type):
+                walk(dict(vars(node)), level + 1)
+
+    walk(root, 0)
+    return "\n".join(found)
+
+
+def _echo_route(kind: str) -> Route:
+    """A server that quotes the request's Authorization header in the place ``kind`` names."""
+
+    def route(h: Handler) -> None:
+        header = h.headers.get("Authorization") or ""
+        said = f"you sent {header}"
+        if kind == "not_json":
+            h.reply(200, f"proxy page: {said}".encode(), "text/plain")
+        elif kind == "wrong_shape":
+            h.reply(200, json.dumps(said).encode(), "application/json")
+        elif kind == "no_session_id":
+            h.reply(200, json.dumps({"echo": said}).encode(), "application/json")
+        elif kind == "no_session_status":
+            answer = {"type": "session.status.response", "event_data": {"echo": said}}
+            h.reply(200, json.dumps(answer).encode(), "application/json")
+        elif kind == "rest_cut":
+            h.reply(500, straddling(header, REST_CUT, "x").encode(), "text/plain")
+        elif kind in ("stream_cut_401", "stream_cut_html"):
+            body = straddling(header, STREAM_CUT, "\u20ac").encode()
+            if kind == "stream_cut_401":
+                h.reply(401, body, "text/plain")
+            else:
+                h.reply(200, body, "text/html")
+        else:
+            raise AssertionError(kind)
+
+    return route
+
+
+def straddling(header: str, cut: int, filler: str) -> str:
+    """Filler, then ``header``, so that the cut (characters for an ASCII filler, bytes for the
+    3-byte euro sign) falls 20 characters into the random middle of the key."""
+    inside = header.index("-", header.index("-") + 1) + 1 + 20
+    room = cut - inside
+    if filler == "x":
+        return "x" * room + header
+    euros, rest = divmod(room, 3)
+    return "\u20ac" * euros + "x" * rest + header
+
+
+def _assert_no_key(key: str, what: str, found: object) -> None:
+    text = reachable_text(found)
+    assert_absent(key, what, text)
+
+
+@pytest.mark.parametrize(
+    ("kind", "call", "kept"),
+    [
+        ("not_json", lambda c: c.sessions.metadata("lsn-echo"), "not JSON"),
+        ("wrong_shape", lambda c: c.sessions.metadata("lsn-echo"), "expected a list"),
+        ("wrong_shape", lambda c: c.lenses.register({}), "expected a JSON object"),
+        ("no_session_id", lambda c: c.sessions.create("lns-echo"), "without a session_id"),
+        ("no_session_status", lambda c: c.sessions.status("lsn-echo"), "session_status"),
+        ("rest_cut", lambda c: c.sessions.metadata("lsn-echo"), "xxxx"),
+    ],
+)
+def test_an_echoing_rest_server_never_gets_the_key_into_an_error(
+    make_server: Callable[..., Server], kind: str, call: Callable[[LensClient], object], kept: str
+) -> None:
+    key = distinctive_key(kind.replace("_", ""))
+    server = make_server(_echo_route(kind))
+    with LensClient(api_key=key, base_url=server.url()) as client:
+        error = _error(lambda: call(client))
+    assert server.seen and server.seen[0][1].get("authorization") == f"Bearer {key}"
+    assert isinstance(error, LensAPIError), repr(error)
+    assert kept in str(error)  # the server's words (or rxlens's) are kept...
+    _assert_no_key(key, f"{kind}: the error and its chain", error)  # ...the key is not
+
+
+@pytest.mark.parametrize("kind", ["stream_cut_401", "stream_cut_html"])
+def test_a_key_straddling_the_stream_body_cut_is_masked(
+    make_server: Callable[..., Server], kind: str
+) -> None:
+    key = distinctive_key("cut")
+    server = make_server(_echo_route(kind))
+    with LensClient(api_key=key, base_url=server.url()) as client:
+        error = _error(lambda: collect(client.connect("lsn-echo"), timeout=10))
+    assert server.seen
+    assert isinstance(error, AuthenticationError if kind.endswith("401") else ContentTypeError)
+    assert "\u20ac\u20ac\u20ac" in str(error)
+    _assert_no_key(key, f"{kind}: the error and its chain", error)
+
+
+def test_the_channel_check_warning_never_quotes_the_key(
+    make_server: Callable[..., Server],
+) -> None:
+    key = distinctive_key("channel")
+    server = make_server(_echo_route("not_json"))
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        LensClient(api_key=key, base_url=server.url()) as client,
+    ):
+        warnings.simplefilter("always")
+        client.check_channel("lsn-echo")
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(messages) == 1 and "could not read the lens metadata" in messages[0]
+    assert "proxy page" in messages[0]
+    assert_absent(key, "the channel check's warning", messages[0])
+
+
+def test_no_error_chain_carries_the_request_headers() -> None:
+    # No answer at all: requests' own exception holds the prepared request, headers and all;
+    # rxlens's error must not keep it as its __context__ (``raise ... from None`` only hides
+    # it from the traceback).
+    key = distinctive_key("chain")
+    with LensClient(api_key=key, base_url=f"http://127.0.0.1:{_free_port()}/api") as client:
+        errors = [
+            _error(lambda: client.sessions.metadata("lsn-x")),
+            _error(lambda: collect(client.connect("lsn-x"), timeout=10)),
+        ]
+    for error in errors:
+        assert isinstance(error, TransportError), repr(error)
+        _assert_no_key(key, f"{type(error).__name__} and its chain", error)
+
+
+def _stall(h: Handler) -> None:
+    """A stream that goes silent after its first comment; a REST answer that never comes."""
+    if "/lens/sessions/consumer/" in h.path:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        h.wfile.write(b": hello\n\n")
+        h.wfile.flush()
+    h.server.release.wait(10)  # type: ignore[attr-defined]
+
+
+def test_no_timeout_error_chain_carries_the_request_headers(
+    make_server: Callable[..., Server],
+) -> None:
+    key = distinctive_key("stall")
+    server = make_server(_stall)
+    server.release = threading.Event()  # type: ignore[attr-defined]
+    try:
+        with LensClient(api_key=key, base_url=server.url(), timeout=(5.0, 0.3)) as client:
+            errors = [
+                _error(lambda: client.sessions.metadata("lsn-x")),
+                _error(lambda: collect(client.connect("lsn-x"), timeout=10)),
+            ]
+    finally:
+        server.release.set()  # type: ignore[attr-defined]
+    for error in errors:
+        assert isinstance(error, TransportError), repr(error)
+        _assert_no_key(key, f"{type(error).__name__} and its chain", error)
+
+
+class RawEchoServer:
+    """A TCP server on 127.0.0.1 that answers every request with bytes that quote its
+    Authorization header where no HTTP parser expects them: ``where`` is ``"status_line"`` (a
+    broken status line) or ``"chunk_size"`` (a broken chunk-size line of an SSE stream)."""
+
+    def __init__(self, where: str) -> None:
+        import socket
+
+        self.where = where
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/api"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                header = b""
+                for line in request.split(b"\r\n"):
+                    if line.lower().startswith(b"authorization:"):
+                        header = line.split(b":", 1)[1].strip()
+                if self.where == "status_line":
+                    conn.sendall(b"you sent " + header + b"\r\n\r\n")
+                else:
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n"
+                        b"7\r\n: hi\n\n\n\r\n" + b"you sent " + header + b"\r\n"
+                    )
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("where", ["status_line", "chunk_size"])
+def test_a_key_echoed_where_http_breaks_never_reaches_the_error(where: str) -> None:
+    # The HTTP parser's own exception quotes the bytes it could not parse; rxlens's message
+    # keeps that reason, so it must mask it too.
+    key = distinctive_key(where.replace("_", ""))
+    server = RawEchoServer(where)
+    try:
+        with LensClient(api_key=key, base_url=server.url) as client:
+            error = _error(lambda: collect(client.connect("lsn-echo"), timeout=10))
+    finally:
+        server.close()
+    assert isinstance(error, TransportError), repr(error)
+    _assert_no_key(key, f"{where}: the error and its chain", error)

@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from rxlens._text import mask_secrets, secrets_of, truncate
 from rxlens.errors import (
     AuthenticationError,
     ContentEncodingError,
@@ -184,25 +185,22 @@ def safe_url(url: str) -> str:
 def _read_body(response: requests.Response, limit: int = 4096) -> str:
     # read1: what has arrived, not a wait for ``limit`` bytes: a wrong response may be a
     # stream that sends a few bytes every few seconds.
+    # Some servers quote the credentials they refuse: the key is masked before the cut (a key
+    # straddling byte ``limit`` is read whole, then masked), and a read that ends inside the
+    # key masks the piece it got.
+    request = getattr(response, "request", None)
+    secrets = secrets_of(request.headers if request is not None else None)
+    extra = max((len(s.encode("utf-8")) for s in secrets), default=0)
     try:
-        raw = response.raw.read1(limit, decode_content=True)
+        raw = response.raw.read1(limit + extra, decode_content=True)
     except Exception:  # the body is only context for the error: never mask the status
         return ""
     if not isinstance(raw, bytes):
         return ""
-    return _mask_key(raw.decode("utf-8", "replace"), response)
-
-
-def _mask_key(text: str, response: requests.Response) -> str:
-    # Some servers quote the credentials they refuse: the key must not reach an error message.
-    request = getattr(response, "request", None)
-    header = request.headers.get("Authorization") if request is not None else None
-    if not header:
-        return text
-    for secret in {str(header), str(header).partition(" ")[2].strip()}:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    length = response.headers.get("Content-Length", "").strip()
+    whole = length.isdigit() and len(length) < 19 and len(raw) >= int(length)
+    text = mask_secrets(raw.decode("utf-8", "replace"), secrets, cut=not whole)
+    return text if len(raw) <= limit else truncate(text, limit)
 
 
 def status_error(response: requests.Response, url: str) -> HTTPStatusError:
@@ -242,28 +240,34 @@ class Connection:
         # The body is read as it arrives and never decoded: ask for it uncompressed (requests
         # would otherwise offer gzip and deflate).
         headers = {"Accept-Encoding": "identity", **self.headers}
+        # requests' exceptions hold the prepared request, Authorization header included: the
+        # error is raised outside the ``except`` so that it is not even its __context__
+        # (``from None`` only hides the context from tracebacks).
+        failure: TransportError | None = None
         try:
             response = self.session.get(
                 self.url, headers=headers, stream=True, timeout=self.timeout
             )
         except requests.exceptions.ReadTimeout as exc:
-            raise ReadTimeout(f"no response from {safe_url(self.url)}: {_reason(exc)}") from None
+            failure = ReadTimeout(f"no response from {safe_url(self.url)}: {self._reason(exc)}")
         except requests.exceptions.RequestException as exc:
             if _certificate_failure(exc):
                 # A certificate the client does not trust stays untrusted: do not retry.
-                error = TransportError(
-                    f"cannot connect to {safe_url(self.url)}: {_reason(exc)}; the server's "
+                failure = TransportError(
+                    f"cannot connect to {safe_url(self.url)}: {self._reason(exc)}; the server's "
                     "TLS certificate is not trusted (LensClient(verify=False) turns the check "
                     "off, at the cost of exposing the API key)"
                 )
-                error.retryable = False
-                raise error from None
-            raise TransportError(
-                f"cannot connect to {safe_url(self.url)}: {_reason(exc)}; "
-                "check the base URL and that the server is reachable"
-            ) from None
+                failure.retryable = False
+            else:
+                failure = TransportError(
+                    f"cannot connect to {safe_url(self.url)}: {self._reason(exc)}; "
+                    "check the base URL and that the server is reachable"
+                )
         finally:
             _current.handle = None
+        if failure is not None:
+            raise failure
         self.response = response
         # A pooled connection skips connect(): take the socket from the response as well.
         self.handle.attach(_response_socket(response))
@@ -284,6 +288,7 @@ class Connection:
         assert self.response is not None
         raw = self.response.raw
         read1 = raw.read1
+        failure: TransportError | None = None
         try:
             while True:
                 chunk = read1(READ_SIZE)
@@ -295,10 +300,19 @@ class Connection:
                 f"no bytes from {safe_url(self.url)} for {self.timeout[1]:g} s"
             ) from exc
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            # ValueError: http.client reading a closed or aborted chunked body.
-            raise TransportError(
-                f"connection to {safe_url(self.url)} broke: {_reason(exc)}"
-            ) from None
+            # ValueError: http.client reading a closed or aborted chunked body. The reason
+            # may quote the bytes the server sent (a chunk-size line): masked, and raised
+            # outside this block so that the parser's exception is not its __context__.
+            failure = TransportError(
+                f"connection to {safe_url(self.url)} broke: {self._reason(exc)}"
+            )
+        if failure is not None:
+            raise failure
+
+    def _reason(self, exc: BaseException) -> str:
+        """:func:`_reason`, with any echo of the request's credentials masked: an HTTP
+        parser's error quotes the bytes it could not parse (a status line, a chunk size)."""
+        return mask_secrets(_reason(exc), secrets_of(self.headers))
 
     def close(self) -> None:
         response = self.response

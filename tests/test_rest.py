@@ -1,4 +1,5 @@
-"""The session API against the emulator, and every error body shape against a local server."""
+"""The REST calls (rxlens._rest) against the emulator, every error body shape against a local
+server, and the one session-status rule."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ from typing import Any
 import pytest
 import requests
 
-from rxlens._api import Lenses, LensSession, Sessions, error_from_response, normalize_status
-from rxlens.emulator import CAPACITY_MESSAGE, Faults, LensEmulator
+from rxlens import LensClient
+from rxlens._rest import (
+    Lenses,
+    Sessions,
+    error_from_response,
+    normalize_status,
+    session_running,
+)
+from rxlens.emulator import CAPACITY_MESSAGE, LensEmulator
 from rxlens.errors import LensAPIError, RxLensError, TransportError
 
 
@@ -133,60 +141,6 @@ def test_capacity_error_inside_a_200(http: requests.Session) -> None:
             sessions.create("lns-emu-manual")
         assert info.value.status == 200 and info.value.message == CAPACITY_MESSAGE
         sessions.destroy(first["session_id"])
-
-
-def test_session_context_destroys_on_exit(http: requests.Session, emu: LensEmulator) -> None:
-    _, sessions = api(http, emu.base_url, emu)
-    with LensSession(sessions, "lns-emu-manual") as s:
-        sid = s.session_id
-        assert s.record is not None and s.record["session_id"] == sid
-        assert normalize_status(s.status()) != "DESTROYED"
-        assert s.update({"k": 1})["updated"] is True
-        assert s.process_event("session.validate")["is_valid"] is True
-    assert normalize_status(sessions.metadata(sid)[0]["session_status"]) == "DESTROYED"
-
-
-def test_session_context_destroys_on_error(http: requests.Session, emu: LensEmulator) -> None:
-    _, sessions = api(http, emu.base_url, emu)
-    box: list[str] = []
-    with pytest.raises(KeyError), LensSession(sessions, "lns-emu-manual") as s:
-        box.append(s.session_id)
-        raise KeyError("user code failed")
-    assert normalize_status(sessions.metadata(box[0])[0]["session_status"]) == "DESTROYED"
-
-
-def test_session_context_keeps_the_users_error_when_destroy_fails(
-    http: requests.Session, emu: LensEmulator
-) -> None:
-    _, sessions = api(http, emu.base_url, emu)
-    with pytest.raises(KeyError) as info, LensSession(sessions, "lns-emu-manual") as s:
-        emu.set_faults(Faults(fail_next=1, fail_status=503), session_id=s.session_id)
-        raise KeyError("user code failed")
-    notes = getattr(info.value, "__notes__", [])
-    assert any("destroying session" in note for note in notes)
-
-
-def test_session_context_raises_a_failed_destroy_after_success(
-    http: requests.Session, emu: LensEmulator
-) -> None:
-    _, sessions = api(http, emu.base_url, emu)
-    with pytest.raises(LensAPIError) as info, LensSession(sessions, "lns-emu-manual") as s:
-        emu.set_faults(Faults(fail_next=1, fail_status=503), session_id=s.session_id)
-    assert info.value.status == 503 and info.value.retryable
-    sessions.destroy(s.session_id)
-
-
-def test_session_context_rules(http: requests.Session, emu: LensEmulator) -> None:
-    _, sessions = api(http, emu.base_url, emu)
-    ctx = LensSession(sessions, "lns-emu-manual")
-    with pytest.raises(RxLensError):
-        _ = ctx.session_id
-    with ctx:
-        pass
-    with pytest.raises(RxLensError), ctx:
-        pass
-    with pytest.raises(LensAPIError), LensSession(sessions, "lns-missing"):
-        pass  # create fails: nothing to destroy
 
 
 def test_client_like_construction(http: requests.Session, emu: LensEmulator) -> None:
@@ -389,7 +343,50 @@ def test_error_from_response_directly(
         ("LensSessionStatus.SESSION_STATUS_FAILED", "FAILED"),
         ("SESSION_STATUS_DESTROYED", "DESTROYED"),
         ("stale", "STALE"),
+        ("5", "5"),  # undocumented: left as sent
     ],
 )
 def test_normalize_status(given: object, expected: str) -> None:
     assert normalize_status(given) == expected
+
+
+# --- one session-status rule ---------------------------------------------------------------------
+
+# Only "3" (running) and "6" (failed) are documented numeric codes (lens-wire-format); any other
+# status rxlens cannot read counts as not running, so following a session stops instead of
+# reconnecting to a session it cannot tell is alive.
+STATUS_RULE: list[tuple[object, bool]] = [
+    ("SESSION_STATUS_RUNNING", True),
+    ("LensSessionStatus.SESSION_STATUS_RUNNING", True),
+    ("LensSessionStatus.SESSION_STATUS_REGISTERED", True),
+    ("SESSION_STATUS_STARTING", True),
+    ("3", True),
+    (3, True),
+    ("SESSION_STATUS_DESTROYED", False),
+    ("LensSessionStatus.SESSION_STATUS_FAILED", False),
+    ("SESSION_STATUS_STALE", False),
+    ("6", False),
+    ("5", False),
+    ("1", False),
+    ("15", False),
+    ("SESSION_STATUS_PAUSED", False),
+    ("", False),
+]
+
+
+@pytest.mark.parametrize(("status", "running"), STATUS_RULE)
+def test_session_running_is_the_one_status_rule(status: object, running: bool) -> None:
+    assert session_running(status) is running
+    assert session_running(normalize_status(status)) is running
+
+
+@pytest.mark.parametrize(("status", "running"), STATUS_RULE)
+def test_the_client_follows_the_one_status_rule(
+    scripted: ThreadingHTTPServer, status: object, running: bool
+) -> None:
+    # What LensClient.events(follow=True) asks after each sse.stream.end, through a server.
+    answer = {"type": "session.status.response", "event_data": {"session_status": status}}
+    scripted.reply = (200, answer, JSON)  # type: ignore[attr-defined]
+    base = f"http://127.0.0.1:{scripted.server_address[1]}/api"
+    with LensClient(api_key=KEY, base_url=base) as client:
+        assert client._session_running("lsn-1") is running

@@ -1,55 +1,58 @@
-"""The Lens REST API around the stream: lenses, sessions, and a session context manager.
+"""The Lens REST calls around the stream: lenses and sessions, and the session-status rule.
 
 :class:`Lenses` and :class:`Sessions` are thin, synchronous wrappers of the JSON calls; each
 takes a :class:`requests.Session`, the base URL (``.../api`` or ``.../v0.5``: both serve
 ``{base}/lens/...``) and a function returning the request headers (``Authorization: Bearer``),
 called on every request so that a missing key is reported at the first call, not at
-construction. :class:`LensSession` is ``with client.session(lens_id) as s:``.
+construction. (``with client.session(lens_id) as sid:`` is :meth:`rxlens.LensClient.session`.)
 
 Every failure is a :class:`~rxlens.errors.LensAPIError` (:func:`error_from_response` reads each
 error body shape the API uses, including errors inside a ``200`` answer) or, when no answer
-came, a :class:`~rxlens.errors.TransportError`. The API key never appears in either: messages
-are built from the status and the body, and any echo of the key in a body is masked.
+came, a :class:`~rxlens.errors.TransportError`. The API key never appears in either: every text
+taken from an answer is masked (:func:`rxlens._text.mask_secrets`) before it is cut, and no
+error keeps requests' exception (which holds the request, headers included) as its context.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable, Mapping
-from types import TracebackType
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import requests
 
-from rxlens.errors import BODY_LIMIT, LensAPIError, RxLensError, TransportError
+from rxlens._text import mask_secrets, secrets_of, truncate
+from rxlens.errors import BODY_LIMIT, LensAPIError, TransportError
+from rxlens.sse._transport import DEFAULT_TIMEOUT
 
 __all__ = [
     "ClientLike",
     "HeadersProvider",
-    "LensSession",
     "Lenses",
     "Sessions",
     "error_from_response",
     "normalize_status",
+    "session_running",
 ]
-
-logger = logging.getLogger("rxlens.api")
 
 #: Returns the headers of a request (at least ``Authorization``); may raise
 #: :class:`~rxlens.errors.ConfigurationError` when no key is configured.
 HeadersProvider = Callable[[], Mapping[str, str]]
-
-#: Seconds to wait for a connection and for an answer.
-DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
 
 #: The largest answer rxlens reads (bytes, once decompressed); a longer one is refused.
 MAX_RESPONSE_BYTES = 64 * 2**20
 
 _KEY_HINT = "check the API key (ATAI_API_KEY or api_key=) and that it may use this resource"
 
-# The only numeric statuses ever observed; others are left as sent.
+#: How much of an answer's text an error quotes (characters), once the key is masked.
+TEXT_LIMIT = 500
+
+# The only numeric statuses ever observed (lens-wire-format: "3" running, "6" failed); others,
+# "5" included, are left as sent: a guess here would decide when a stream stops following.
 _NUMERIC_STATUS = {"3": "RUNNING", "6": "FAILED"}
+
+#: The statuses of a session that is (or is about to be) producing.
+RUNNING_STATUSES = frozenset({"REGISTERED", "STARTING", "RUNNING"})
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -72,18 +75,17 @@ def error_from_response(response: requests.Response) -> LensAPIError:
     found = _error_fields(body) if body is not None else None
     if found is None:
         text = (response.text or "").strip()
-        message = _shorten(text) if text else (response.reason or "no error message")
-        found = (message, None, None, None)
+        found = (text or response.reason or "no error message", None, None, None)
     message, code, suggestion, error_uid = found
     if suggestion is None and status in (401, 403):
         suggestion = _KEY_HINT
-    key = _bearer_key(response)
+    secrets = _sent_secrets(response)
     return LensAPIError(
         status,
-        _mask(message, key) or "no error message",
-        code=_mask(code, key),
-        suggestion=_mask(suggestion, key),
-        error_uid=error_uid,
+        _server_text(message, secrets) or "no error message",
+        code=_server_text(code, secrets),
+        suggestion=_server_text(suggestion, secrets),
+        error_uid=_server_text(error_uid, secrets),
     )
 
 
@@ -143,8 +145,15 @@ def _opt_text(value: Any) -> str | None:
     return None if value is None else _text(value)
 
 
-def _shorten(text: str, limit: int = 500) -> str:
-    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more]"
+def _server_text(text: str | None, secrets: Iterable[str], limit: int = TEXT_LIMIT) -> str | None:
+    """Text from an answer, fit for an error: the key masked, then cut (in that order)."""
+    return None if text is None else truncate(mask_secrets(text, secrets), limit)
+
+
+def _sent_secrets(response: requests.Response) -> tuple[str, ...]:
+    """The credentials the request of ``response`` carried (what an echo would quote)."""
+    request = getattr(response, "request", None)
+    return secrets_of(request.headers if request is not None else None)
 
 
 def _read_bounded(response: requests.Response, what: str) -> None:
@@ -166,21 +175,6 @@ def _read_bounded(response: requests.Response, what: str) -> None:
     response._content = b"".join(chunks)
 
 
-def _bearer_key(response: requests.Response) -> str | None:
-    request = getattr(response, "request", None)
-    header = request.headers.get("Authorization") if request is not None else None
-    if not header:
-        return None
-    _, _, key = str(header).partition(" ")
-    return key.strip() or None
-
-
-def _mask(text: str | None, key: str | None) -> str | None:
-    if text is None or not key:
-        return text
-    return text.replace(key, "***")
-
-
 def normalize_status(status: object) -> str:
     """A session status as a bare upper-case name: ``"RUNNING"``, ``"FAILED"``, ``"DESTROYED"``.
 
@@ -193,6 +187,18 @@ def normalize_status(status: object) -> str:
         return _NUMERIC_STATUS[text]
     text = text.rpartition(".")[2].upper()
     return text.removeprefix("SESSION_STATUS_")
+
+
+def session_running(status: object) -> bool:
+    """Whether a session in ``status`` is running, or about to: the one rule rxlens follows.
+
+    True for ``REGISTERED``, ``STARTING`` and ``RUNNING`` in any spelling
+    :func:`normalize_status` reads (``"3"`` included). Everything else is not running:
+    ``DESTROYED``, ``FAILED`` (``"6"``), ``STALE``, and any status rxlens does not know, such
+    as the undocumented numeric codes (``"5"``): a stream that follows a session stops rather
+    than reconnecting to a session it cannot tell is alive.
+    """
+    return normalize_status(status) in RUNNING_STATUSES
 
 
 # --- the calls -----------------------------------------------------------------------------------
@@ -249,6 +255,11 @@ class _Api:
     ) -> Any:
         url = self._base + path
         headers = {"Accept": "application/json", **self._headers()}
+        # Errors are raised outside the ``except`` blocks: requests' exceptions hold the
+        # prepared request (headers included) and a JSON error holds the whole body, and an
+        # error raised inside the block would keep them as its __context__ (``from None``
+        # only hides the context from tracebacks).
+        failure: TransportError | None = None
         try:
             response = self._http.request(
                 method,
@@ -262,28 +273,59 @@ class _Api:
             with response:
                 _read_bounded(response, f"{method} {path}")
         except requests.Timeout as exc:
-            raise TransportError(
-                f"{method} {url}: no answer in time ({type(exc).__name__})"
-            ) from None
+            failure = TransportError(f"{method} {url}: no answer in time ({type(exc).__name__})")
         except requests.RequestException as exc:
             # Only the class name: the exception's text may carry the prepared request.
-            raise TransportError(f"{method} {url} failed: {type(exc).__name__}") from None
+            failure = TransportError(f"{method} {url} failed: {type(exc).__name__}")
+        if failure is not None:
+            raise failure
         with response:
             if response.status_code >= 400:
                 raise error_from_response(response)
             if response.status_code == 204 or not response.content:
                 return None
-            try:
-                payload = response.json()
-            except ValueError:
+            payload = _json_or_not(response)
+            if payload is _NOT_JSON:
+                text = _server_text(response.text, _sent_secrets(response), BODY_LIMIT // 8)
                 raise LensAPIError(
-                    response.status_code,
-                    f"the answer to {method} {path} is not JSON: "
-                    f"{_shorten(response.text, BODY_LIMIT // 8)!r}",
-                ) from None
+                    response.status_code, f"the answer to {method} {path} is not JSON: {text!r}"
+                )
             if _error_in_success(payload):
                 raise error_from_response(response)
             return payload
+
+    def _unexpected(self, what: str, value: Any, limit: int = 200) -> LensAPIError:
+        """The error for an answer of the wrong shape, quoting it with the key masked."""
+        # The headers of the request just made: what an echo in its answer would quote.
+        secrets = secrets_of(self._headers())
+        return LensAPIError(200, f"{what}{_server_text(_text(value), secrets, limit)}")
+
+    def _object(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        raise self._unexpected("expected a JSON object, got ", value)
+
+    def _records(self, value: Any) -> list[dict[str, Any]]:
+        # A list of records; a lone record is accepted as a list of one.
+        if isinstance(value, dict):
+            return [value]
+        if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+            return value
+        raise self._unexpected("expected a list of records, got ", value)
+
+
+_NOT_JSON = object()
+
+
+def _json_or_not(response: requests.Response) -> Any:
+    """The answer's JSON, or ``_NOT_JSON``.
+
+    The parse error is not kept: it holds the whole body (and so any echo of the key).
+    """
+    try:
+        return response.json()
+    except ValueError:
+        return _NOT_JSON
 
 
 class Lenses(_Api):
@@ -291,7 +333,8 @@ class Lenses(_Api):
 
     def register(self, lens_config: Mapping[str, Any]) -> dict[str, Any]:
         """Register a lens (``POST /lens/register``); the record, with its ``lens_id``."""
-        return _object(self._call("POST", "/lens/register", body={"lens_config": lens_config}))
+        body = {"lens_config": lens_config}
+        return self._object(self._call("POST", "/lens/register", body=body))
 
     def metadata(self, lens_id: str | None = None) -> list[dict[str, Any]]:
         """Lens records (``GET /lens/metadata``): all, or the one with ``lens_id``.
@@ -299,11 +342,11 @@ class Lenses(_Api):
         Each has ``lens_id``, ``lens_name``, ``lens_status`` and ``lens_config``.
         """
         params = {"lens_id": lens_id} if lens_id else None
-        return _records(self._call("GET", "/lens/metadata", params=params))
+        return self._records(self._call("GET", "/lens/metadata", params=params))
 
     def delete(self, lens_id: str) -> dict[str, Any]:
         """Delete a lens (``POST /lens/delete``)."""
-        return _object(self._call("POST", "/lens/delete", body={"lens_id": lens_id}))
+        return self._object(self._call("POST", "/lens/delete", body={"lens_id": lens_id}))
 
 
 class Sessions(_Api):
@@ -318,14 +361,14 @@ class Sessions(_Api):
         :class:`~rxlens.errors.LensAPIError` although it comes with a 200.
         """
         body = {**extra, "lens_id": lens_id}
-        record = _object(self._call("POST", "/lens/sessions/create", body=body))
+        record = self._object(self._call("POST", "/lens/sessions/create", body=body))
         if not isinstance(record.get("session_id"), str):
-            raise LensAPIError(200, f"session create answered without a session_id: {record}")
+            raise self._unexpected("session create answered without a session_id: ", record)
         return record
 
     def destroy(self, session_id: str) -> dict[str, Any]:
         """End a session (``POST /lens/sessions/destroy``); open streams get ``sse.stream.end``."""
-        return _object(
+        return self._object(
             self._call("POST", "/lens/sessions/destroy", body={"session_id": session_id})
         )
 
@@ -347,7 +390,7 @@ class Sessions(_Api):
         }
         if session_id:
             params["session_id"] = session_id
-        return _records(self._call("GET", "/lens/sessions/metadata", params=params))
+        return self._records(self._call("GET", "/lens/sessions/metadata", params=params))
 
     def process_event(
         self, session_id: str, event_type: str, event_data: Mapping[str, Any] | None = None
@@ -370,16 +413,16 @@ class Sessions(_Api):
 
     def record(self, session_id: str) -> dict[str, Any]:
         """The session's record, as ``session.status`` answers it."""
-        return _object(self.process_event(session_id, "session.status"))
+        return self._object(self.process_event(session_id, "session.status"))
 
     def status(self, session_id: str) -> str:
         """The session's status as the server spells it (``"SESSION_STATUS_RUNNING"``,
         ``"LensSessionStatus.SESSION_STATUS_RUNNING"``, ``"3"``); compare through
-        :func:`normalize_status`."""
+        :func:`normalize_status`, or ask :func:`session_running`."""
         record = self.record(session_id)
         status = record.get("session_status")
         if status is None:
-            raise LensAPIError(200, f"session.status answered without a session_status: {record}")
+            raise self._unexpected("session.status answered without a session_status: ", record)
         return str(status)
 
     def lens_config(self, session_id: str) -> dict[str, Any] | None:
@@ -393,7 +436,7 @@ class Sessions(_Api):
         if not isinstance(lens_id, str) or not lens_id:
             return None
         lenses = self._call("GET", "/lens/metadata", params={"lens_id": lens_id})
-        for lens in _records(lenses):
+        for lens in self._records(lenses):
             if lens.get("lens_id") == lens_id and isinstance(lens.get("lens_config"), dict):
                 return dict(lens["lens_config"])
         return None
@@ -403,87 +446,3 @@ class Sessions(_Api):
         return self.process_event(
             session_id, "session.update", {"session_config": dict(session_config)}
         )
-
-
-def _object(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    raise LensAPIError(200, f"expected a JSON object, got {_shorten(_text(value), 200)}")
-
-
-def _records(value: Any) -> list[dict[str, Any]]:
-    # A list of records; a lone record is accepted as a list of one.
-    if isinstance(value, dict):
-        return [value]
-    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
-        return value
-    raise LensAPIError(200, f"expected a list of records, got {_shorten(_text(value), 200)}")
-
-
-# --- with client.session(lens_id) as s -----------------------------------------------------------
-
-
-class LensSession:
-    """A session that exists for the duration of a ``with`` block.
-
-    ``__enter__`` creates it (``sessions.create(lens_id)``) and returns this object, with
-    ``session_id`` and the creation ``record``; ``__exit__`` destroys it, also when the block
-    raised (then a failure to destroy is logged and attached as a note to the block's error
-    instead of replacing it). Leaving the block normally with a failed destroy raises that
-    failure. Not reusable: one ``with`` per object.
-    """
-
-    def __init__(self, sessions: Sessions, lens_id: str) -> None:
-        self.sessions = sessions
-        self.lens_id = lens_id
-        self.record: dict[str, Any] | None = None
-        self._session_id: str | None = None
-        self._used = False
-
-    def __repr__(self) -> str:
-        return f"LensSession(lens_id={self.lens_id!r}, session_id={self._session_id!r})"
-
-    @property
-    def session_id(self) -> str:
-        """The id of the session (inside the ``with`` block)."""
-        if self._session_id is None:
-            raise RxLensError("the session exists only inside its `with` block")
-        return self._session_id
-
-    def __enter__(self) -> LensSession:
-        if self._used:
-            raise RxLensError("a LensSession is entered once; call client.session() again")
-        self._used = True
-        self.record = self.sessions.create(self.lens_id)
-        self._session_id = str(self.record["session_id"])
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        session_id = self._session_id
-        if session_id is None:
-            return
-        try:
-            self.sessions.destroy(session_id)
-        except RxLensError as failure:
-            if exc is None:
-                raise
-            logger.warning("could not destroy session %s: %s", session_id, failure)
-            if hasattr(exc, "add_note"):  # Python 3.11+
-                exc.add_note(f"(and destroying session {session_id} failed: {failure})")
-
-    def status(self) -> str:
-        """The session's status as the server spells it (see :func:`normalize_status`)."""
-        return self.sessions.status(self.session_id)
-
-    def process_event(self, event_type: str, event_data: Mapping[str, Any] | None = None) -> Any:
-        """Send a session event; see :meth:`Sessions.process_event`."""
-        return self.sessions.process_event(self.session_id, event_type, event_data)
-
-    def update(self, session_config: Mapping[str, Any]) -> Any:
-        """Change the session's configuration (``session.update``)."""
-        return self.sessions.update(self.session_id, session_config)
