@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +21,7 @@ from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import CompositeDisposable, Disposable
 
+from rxlens._deprecation import module_getattr
 from rxlens.errors import CollectTimeout, MissingDependency
 from rxlens.events import LensEvent
 from rxlens.recording import (
@@ -296,17 +296,10 @@ def to_jsonl(
     return operator
 
 
-def __getattr__(name: str) -> object:
-    # The old name stays one release, with a warning.
-    if name == "DEFAULT_TIMEOUT":
-        warnings.warn(
-            "rxlens.sinks.DEFAULT_TIMEOUT is deprecated and will be removed in the next release; "
-            "use rxlens.sinks.COLLECT_TIMEOUT",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return COLLECT_TIMEOUT
-    raise AttributeError(f"module 'rxlens.sinks' has no attribute {name!r}")
+#: The old name stays one release, with a warning (once).
+__getattr__ = module_getattr(
+    __name__, {"DEFAULT_TIMEOUT": ("rxlens.sinks.COLLECT_TIMEOUT", lambda: COLLECT_TIMEOUT)}
+)
 
 
 __all__ = [

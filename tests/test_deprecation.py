@@ -11,6 +11,7 @@ import pytest
 import rxlens
 import rxlens.aio
 import rxlens.operators
+import rxlens.sinks
 from rxlens import _deprecation, analytics
 
 
@@ -41,6 +42,7 @@ def deprecations(read: Callable[[], Any]) -> tuple[Any, list[str]]:
             analytics.default_label,
         ),
         (rxlens, "aiter", "rxlens.aio.iterate", rxlens.aio.iterate),
+        (rxlens.sinks, "DEFAULT_TIMEOUT", "rxlens.sinks.COLLECT_TIMEOUT", 60.0),
         (rxlens.aio, "aiter", "rxlens.aio.iterate", rxlens.aio.iterate),
     ],
 )
@@ -48,11 +50,11 @@ def test_an_old_name_is_the_new_object_and_warns_once(
     module: Any, old: str, new: str, replacement: Any
 ) -> None:
     value, first = deprecations(lambda: getattr(module, old))
-    assert value is replacement
+    assert value == replacement
     assert len(first) == 1
     assert f"{module.__name__}.{old} is deprecated" in first[0] and new in first[0]
     again, second = deprecations(lambda: getattr(module, old))
-    assert again is replacement
+    assert again == replacement
     assert second == []
 
 
@@ -73,3 +75,11 @@ def test_an_unknown_name_is_still_an_attribute_error() -> None:
 def test_the_old_vote_gives_what_it_gave() -> None:
     value, _ = deprecations(lambda: rxlens.operators.vote(["A", "A", "B"], 0.5))
     assert value == "A"
+
+
+def test_old_names_are_not_exported() -> None:
+    assert "DEFAULT_TIMEOUT" not in rxlens.sinks.__all__
+    assert "aiter" not in rxlens.__all__ and "aiter" not in rxlens.aio.__all__
+    assert not {"count_labels", "vote", "mean_of_scores"} & set(rxlens.operators.__all__)
+    with pytest.raises(AttributeError):
+        rxlens.sinks.NO_SUCH_NAME  # noqa: B018

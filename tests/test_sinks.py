@@ -83,15 +83,6 @@ def test_collect_has_a_default_bound(monkeypatch: pytest.MonkeyPatch) -> None:
         collect(reactivex.never())
 
 
-def test_the_old_name_of_the_collect_timeout_warns() -> None:
-    with pytest.warns(DeprecationWarning, match="COLLECT_TIMEOUT"):
-        old = sinks.DEFAULT_TIMEOUT
-    assert old == sinks.COLLECT_TIMEOUT == 60.0
-    assert "DEFAULT_TIMEOUT" not in sinks.__all__
-    with pytest.raises(AttributeError):
-        _ = sinks.NO_SUCH_NAME
-
-
 def test_collect_raises_the_stream_error() -> None:
     boom = ValueError("boom")
     with pytest.raises(ValueError, match="boom"):
