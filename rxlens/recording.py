@@ -214,16 +214,28 @@ def read_recording(path: StrPath) -> Iterator[LensEvent]:
         yield from _records(handle, os.fspath(path))
 
 
+#: The longest record line read (characters): a 16 MiB event, JSON-escaped, with room to spare.
+#: A longer line (a file that is not a recording, or a hostile one) is refused unread.
+MAX_LINE_CHARS = 64 * 1024 * 1024
+
+
 def _records(handle: IO[str], name: str) -> Iterator[LensEvent]:
+    max_line = MAX_LINE_CHARS
     number = 0
     while True:
         try:
-            line = handle.readline()
+            line = handle.readline(max_line + 1)
         except (OSError, UnicodeDecodeError) as exc:
             raise RecordingIOError(f"{name}:{number + 1}: cannot read: {exc}") from exc
         if not line:
             return
         number += 1
+        if len(line) > max_line:
+            error = RecordingFormatError(
+                f"{name}:{number}: a line longer than {max_line} characters is not a record"
+            )
+            error.line = number
+            raise error
         if not line.strip():
             continue
         try:
