@@ -242,3 +242,62 @@ def test_a_stream_that_ends_before_n_says_it_ended(emu: LensEmulator) -> None:
     tail = rxlens("tail", sid, "--results-only", "-n", "5", *conn(emu))
     assert tail.returncode == 0, tail.stderr
     assert "stream ended: 2 events" in tail.stderr
+
+
+# --- 3, each cause: the errors the transport really raises, put in words ------------------------
+
+
+def _failure_of(url: str, timeout: tuple[float, float] = (5.0, 5.0)) -> BaseException:
+    """The error one real connection attempt to ``url`` ends with."""
+    import rxlens.sse
+    from rxlens import collect
+
+    with pytest.raises(Exception) as caught:
+        collect(rxlens.sse.connect(url, timeout=timeout), n=1, timeout=30)
+    return caught.value
+
+
+def test_the_cause_in_words_for_refused_tls_and_timeout(emu: LensEmulator) -> None:
+    import socket
+
+    from rxlens.cli._common import describe_failure
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    assert describe_failure(_failure_of(f"http://127.0.0.1:{port}/x")) == "connection refused"
+
+    # TLS spoken to a plain HTTP server: the handshake fails.
+    tls = _failure_of(emu.consumer_url("lsn-x").replace("http://", "https://"))
+    assert describe_failure(tls) == "TLS error", tls
+
+    with socket.socket() as silent:  # accepts, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/x"
+        assert describe_failure(_failure_of(url, timeout=(5.0, 0.3))) == "timed out"
+
+
+def test_the_cause_in_words_for_a_dns_failure() -> None:
+    # The transport keeps urllib3's innermost reason, as it would for a name that does not
+    # resolve; built here because a sandbox may have no resolver at all.
+    import urllib3
+
+    from rxlens.cli._common import describe_failure
+    from rxlens.errors import TransportError
+    from rxlens.sse._transport import _reason
+
+    failure = urllib3.exceptions.NameResolutionError(
+        "lens.example", None, socket_error("[Errno -2] Name or service not known")  # type: ignore[arg-type]
+    )
+    error = TransportError(f"cannot connect to https://lens.example/api/x: {_reason(failure)}")
+    assert describe_failure(error) == "DNS failure (the host name did not resolve)"
+    # A word inside the URL is not a cause.
+    plain = TransportError("connection to https://ssl-timeout.example/api broke: IncompleteRead")
+    assert describe_failure(plain) == "the server closed the connection"
+
+
+def socket_error(text: str) -> OSError:
+    import socket
+
+    return socket.gaierror(-2, text)
