@@ -158,7 +158,8 @@ def test_shell_block_rxlens_commands_parse(
 
 
 def test_shell_parsing_finds_the_commands() -> None:
-    sample = Block(1, "bash", "rxlens serve &   # note\npython -m pip install -e . && rxlens demo\n")
+    text = "rxlens serve &   # note\npython -m pip install -e . && rxlens demo\n"
+    sample = Block(1, "bash", text)
     assert rxlens_commands(sample) == [["serve"], ["demo"]]
 
 
@@ -174,9 +175,12 @@ def test_the_headline_majority_vote_gives_labels_on_emulator_data() -> None:
     """
     text = README.read_text(encoding="utf-8")
     line = next(li for li in text.splitlines() if "majority_vote(" in li and "subscribe" in li)
-    call = re.search(r"majority_vote\((.*?)\)", line)
+    call = re.search(r"majority_vote\(.*?\)", line)
     assert call is not None
-    vote = eval(f"majority_vote({call.group(1)})", {"majority_vote": majority_vote})  # noqa: S307
+    parsed = ast.parse(call.group(0), mode="eval").body
+    assert isinstance(parsed, ast.Call) and not parsed.args
+    options = {k.arg: ast.literal_eval(k.value) for k in parsed.keywords if k.arg}
+    vote = majority_vote(**options)
     with LensEmulator(replay="all") as emu:
         client = LensClient(api_key=emu.api_key, base_url=emu.base_url)
         for lens in ("activity-monitor", "machine-state"):
