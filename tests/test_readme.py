@@ -191,3 +191,20 @@ def test_the_headline_majority_vote_gives_labels_on_emulator_data() -> None:
             votes = collect(reactivex.from_iterable(got).pipe(window_results(count=50), vote))
             labelled = [v for v in votes if v is not None]
             assert len(labelled) >= len(votes) - 1, (lens, votes)
+
+
+def test_every_example_in_the_commands_help_parses() -> None:
+    """The examples each command's ``--help`` prints are commands a user copies, too."""
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    checked = 0
+    for name, command in subparsers.choices.items():  # type: ignore[union-attr]
+        lines = [li.split("#")[0].strip() for li in (command.epilog or "").splitlines()]
+        example = Block(0, "bash", "\n".join(li for li in lines if li.startswith("rxlens ")))
+        for argv in rxlens_commands(example):
+            try:
+                build_parser().parse_args(argv)
+            except SystemExit as exc:
+                pytest.fail(f"rxlens {name} --help example: rxlens {shlex.join(argv)}: {exc}")
+            checked += 1
+    assert checked >= 10
