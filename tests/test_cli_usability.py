@@ -128,8 +128,9 @@ def test_a_port_out_of_range_is_a_usage_error(args: list[str]) -> None:
     run = rxlens(*args)
     assert run.returncode == EXIT_USAGE
     assert "Traceback" not in run.stderr
-    last = run.stderr.strip().splitlines()[-1]
-    assert "argument --port" in last and "0 to 65535" in last
+    (line,) = run.stderr.strip().splitlines()  # one line, no usage block
+    assert line.startswith(f"rxlens {args[0]}: error: argument --port")
+    assert "0 to 65535" in line and f"'rxlens {args[0]} --help'" in line
 
 
 # --- 3. a retrying tail says why, in words -----------------------------------------------------

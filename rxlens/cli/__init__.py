@@ -15,6 +15,7 @@ import importlib
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from rxlens import __version__
 from rxlens.cli._common import MissingAPIKey
@@ -57,8 +58,20 @@ def _epilog() -> str:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line: what is wrong, where help is.
+
+    argparse prints the whole usage block first (five lines for ``serve``), which buries the
+    one line that matters. Subcommand parsers are of the same class (``add_subparsers``
+    makes them with ``type(self)``).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rxlens",
         description="Archetype AI Lens streams as ReactiveX observables.",
         epilog=_epilog(),
