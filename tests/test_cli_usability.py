@@ -302,3 +302,19 @@ def socket_error(text: str) -> OSError:
     import socket
 
     return socket.gaierror(-2, text)
+
+
+def test_the_give_up_line_starts_with_the_cause_in_words() -> None:
+    import socket
+
+    from rxlens.cli import error_line
+    from rxlens.errors import RetriesExhausted
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    refused = _failure_of(f"http://127.0.0.1:{port}/x")
+    line = error_line("tail", RetriesExhausted(7, 120.4, refused))
+    assert line.startswith("rxlens tail: error: gave up after 7 attempt(s) in 120 s: "
+                           "connection refused (last error: ")
+    assert "\n" not in line

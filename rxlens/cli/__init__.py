@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from rxlens import __version__
-from rxlens.cli._common import MissingAPIKey
+from rxlens.cli._common import MissingAPIKey, describe_failure
 from rxlens.errors import (
     AuthenticationError,
     NotFound,
@@ -129,8 +129,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RxLensError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"rxlens {args.command}: error: {exc}", file=sys.stderr)
+        print(error_line(args.command, exc), file=sys.stderr)
         return exit_code_for(exc)
+
+
+def error_line(command: str, error: BaseException) -> str:
+    """The one line a command prints for an error; a give-up starts with its cause in words."""
+    if isinstance(error, RetriesExhausted):
+        cause = describe_failure(error.last_error)
+        return (
+            f"rxlens {command}: error: gave up after {error.attempts} attempt(s) in "
+            f"{error.elapsed:.0f} s: {cause} (last error: {error.last_error})"
+        )
+    return f"rxlens {command}: error: {error}"
 
 
 if __name__ == "__main__":  # pragma: no cover
