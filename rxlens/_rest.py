@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import requests
 
 from rxlens._text import mask_secrets, secrets_of, truncate
-from rxlens.errors import BODY_LIMIT, LensAPIError, TransportError
+from rxlens.errors import BODY_LIMIT, LensAPIError, NotFound, TransportError
 from rxlens.sse._transport import DEFAULT_TIMEOUT
 
 __all__ = [
@@ -419,7 +419,14 @@ class Sessions(_Api):
         """The session's status as the server spells it (``"SESSION_STATUS_RUNNING"``,
         ``"LensSessionStatus.SESSION_STATUS_RUNNING"``, ``"3"``); compare through
         :func:`normalize_status`, or ask :func:`session_running`."""
-        record = self.record(session_id)
+        try:
+            record = self.record(session_id)
+        except LensAPIError as exc:
+            # The API answers an unknown session inside a 200 ("Unknown session id: ...").
+            if exc.status == 404 or "unknown session" in exc.message.lower():
+                where = f"{self._base}/lens/sessions/events/process"
+                raise NotFound(404, where, exc.message) from None
+            raise
         status = record.get("session_status")
         if status is None:
             raise self._unexpected("session.status answered without a session_status: ", record)

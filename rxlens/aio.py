@@ -8,10 +8,14 @@ Observable the loop only notices the result when something else wakes it (measur
 around it). The helpers here hand every notification over thread-safely, so they work in any
 running loop, a Jupyter notebook's included::
 
-    async for event in rxlens.aio.iterate(client.events(sid).pipe(only_results())):
+    from reactivex import operators as ops
+
+    async for event in rxlens.aio.iterate(client.events(sid).pipe(only_results(), ops.take(5))):
         print(event.label)
 
-    last_window = await rxlens.aio.to_future(results.pipe(window_results(count=10), ops.last()))
+    # A live session's stream does not complete: bound it before waiting for its last item.
+    windows = results.pipe(window_results(count=10), ops.take(3))
+    third_window = await rxlens.aio.to_future(windows.pipe(ops.last()))
 """
 
 from __future__ import annotations

@@ -17,7 +17,14 @@ from reactivex.disposable import Disposable, SerialDisposable
 
 from rxlens._rest import session_running
 from rxlens._text import mask_secrets
-from rxlens.errors import ChannelError, ConfigurationError, LensAPIError, RxLensError
+from rxlens.errors import (
+    AuthenticationError,
+    ChannelError,
+    ConfigurationError,
+    LensAPIError,
+    NotFound,
+    RxLensError,
+)
 from rxlens.events import LensEvent, OnMalformed
 from rxlens.retry import RetryPolicy
 from rxlens.sse._connect import SSESource
@@ -329,7 +336,9 @@ class LensClient:
 
     def _session_running(self, session_id: str) -> bool:
         try:
-            status = self.sessions.status(session_id)
+            status = str(self.sessions.status(session_id))
+        except NotFound:
+            return False
         except LensAPIError as exc:
             if exc.status == 404:
                 return False
@@ -346,6 +355,8 @@ class LensClient:
         try:
             config = self.sessions.lens_config(session_id)
         except Exception as exc:
+            if _stream_fails_alike(exc):
+                return  # the stream fails with this same cause: report it once, there
             # The reason may quote the server; an echo of the key is masked (again: an error
             # from elsewhere than the REST calls has not been through them).
             reason = mask_secrets(str(exc), (self.__key,) if self.__key else ())
@@ -366,6 +377,14 @@ class LensClient:
                 "SSE consumer: read its results from the session.read mailbox over the session "
                 "endpoint, or configure the lens with a server_sent_events_writer output stream"
             )
+
+
+def _stream_fails_alike(error: BaseException) -> bool:
+    """Whether the stream itself will fail for the cause of ``error``: no key, a rejected key,
+    an unknown session. Warning about it first would report one failure twice."""
+    if isinstance(error, (ConfigurationError, AuthenticationError, NotFound)):
+        return True
+    return isinstance(error, LensAPIError) and error.status in (401, 403, 404)
 
 
 def _writers(config: Any) -> set[str]:

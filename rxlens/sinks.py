@@ -3,7 +3,8 @@
 - :func:`collect` blocks until enough has arrived and returns a list: for scripts, notebooks
   and tests. It always has a time bound.
 - :func:`to_dataframe` collects (or takes a list) and builds a DataFrame, one row per event.
-  pandas is an optional extra: ``pip install 'rxlens[pandas]'``.
+  pandas is an optional extra: ``pip install 'rxlens[pandas]'`` (from a clone:
+  ``pip install -e '.[pandas]'``; the error names the one that fits, see :func:`install_hint`).
 - :func:`to_jsonl` is an *operator*: it writes each event to a recording as it passes and
   hands the event on unchanged, so recording composes with any pipeline. Read a recording back
   with :func:`rxlens.recording.replay` (format: :mod:`rxlens.recording`).
@@ -11,11 +12,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from reactivex import Observable, abc
 from reactivex import operators as ops
@@ -132,6 +136,7 @@ COLUMNS = (
     "text",
     "scores",
     "sensor_timestamp",
+    "query_timestamp",
     "read_index",
     "event",
 )
@@ -161,6 +166,9 @@ def to_dataframe(
         the class scores dict, or ``None``;
     ``sensor_timestamp``
         the sensor position (a video's ``"HH:MM:SS"``), or ``None``;
+    ``query_timestamp``
+        the lens's time of the query, UTC datetimes like ``received_at`` (Machine State
+        results carry it: their sensor time); missing when the event has none;
     ``read_index``
         first row of the classified window (nullable ``Int64``);
     ``event``
@@ -170,7 +178,8 @@ def to_dataframe(
     work too (every column but ``event`` is then missing).
 
     Raises:
-        MissingDependency: pandas is not installed (``pip install 'rxlens[pandas]'``).
+        MissingDependency: pandas is not installed; the message says how to add it to this
+            installation (see :func:`install_hint`).
     """
     pd = _pandas()
     if isinstance(source, Observable):
@@ -181,6 +190,13 @@ def to_dataframe(
     frame: pandas.DataFrame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["received_at"] = pd.to_datetime(
         pd.Series(rows["received_at"], dtype="float64"), unit="s", utc=True
+    )
+    frame["query_timestamp"] = pd.to_datetime(
+        pd.Series(
+            [math.nan if t is None else t for t in rows["query_timestamp"]], dtype="float64"
+        ),
+        unit="s",
+        utc=True,
     )
     frame["read_index"] = pd.array(rows["read_index"], dtype="Int64")
     return frame
@@ -200,9 +216,47 @@ def _pandas() -> Any:
         import pandas
     except ImportError as exc:
         raise MissingDependency(
-            "to_dataframe needs pandas, an optional extra: pip install 'rxlens[pandas]'"
+            f"to_dataframe needs pandas, an optional extra: {install_hint('pandas')}"
         ) from exc
     return pandas
+
+
+class _Distribution(Protocol):
+    def read_text(self, filename: str) -> str | None: ...
+
+
+def install_hint(extra: str, dist: _Distribution | None = None) -> str:
+    """The command that adds an optional extra to rxlens *as it was installed*.
+
+    ``pip install 'rxlens[pandas]'`` only works for a copy from a package index; a clone
+    installed with ``pip install -e .`` needs ``pip install -e '.[pandas]'`` in that clone.
+    The distribution's ``direct_url.json`` (PEP 610, written by pip for anything not taken
+    from an index) tells which: an editable or plain local directory, a VCS or archive URL
+    (then the extra's own packages are named), or nothing (an index).
+    """
+    if dist is None:
+        try:
+            from importlib.metadata import PackageNotFoundError, distribution
+        except ImportError:  # pragma: no cover - the standard library always has it
+            return f"pip install 'rxlens[{extra}]'"
+        try:
+            dist = distribution("rxlens")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            return f"pip install '.[{extra}]' in the rxlens source directory"
+    try:
+        text = dist.read_text("direct_url.json")
+        direct = json.loads(text) if text else None
+    except (OSError, ValueError):
+        direct = None
+    if not isinstance(direct, dict):
+        return f"pip install 'rxlens[{extra}]'"
+    url = str(direct.get("url", ""))
+    dir_info = direct.get("dir_info")
+    if isinstance(dir_info, dict) and url.startswith("file:"):
+        where = url2pathname(urlparse(url).path)
+        editable = "-e " if dir_info.get("editable") else ""
+        return f"pip install {editable}'.[{extra}]' (in {where})"
+    return f"pip install {extra}"
 
 
 # --- to_jsonl -----------------------------------------------------------------------------------
@@ -308,6 +362,7 @@ __all__ = [
     "CollectTimeout",
     "MissingDependency",
     "collect",
+    "install_hint",
     "to_dataframe",
     "to_jsonl",
 ]

@@ -119,7 +119,7 @@ def test_real_mode_without_a_key_says_what_to_set(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ATAI_API_KEY", raising=False)
-    assert main(["demo", "--session-id", "lsn-x", "--seconds", "1"]) == 1
+    assert main(["demo", "--session-id", "lsn-x", "--seconds", "1"]) == 3
     assert "ATAI_API_KEY" in capsys.readouterr().err
 
 

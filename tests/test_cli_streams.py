@@ -114,7 +114,7 @@ def test_tail_follow_reconnects_after_an_idle_end_until_the_session_is_gone(
             5,
             "check the base URL",
         ),
-        (lambda e, s: [s, "--base-url", e.base_url], 1, "ATAI_API_KEY"),
+        (lambda e, s: [s, "--base-url", e.base_url], 3, "ATAI_API_KEY"),
     ],
     ids=["unknown-session", "bad-key", "unreachable", "no-key"],
 )

@@ -266,9 +266,24 @@ def test_mailbox_lens_raises_channel_error(client: LensClient) -> None:
 
 
 def test_unreadable_metadata_warns_and_goes_ahead(emu: LensEmulator) -> None:
+    client = LensClient(api_key=emu.api_key, base_url=emu.base_url)
+    # The metadata request (the first naming the session) fails; the stream after it works.
+    sid = emu.create_session(faults=Faults(fail_next=1, fail_status=500))
+    with pytest.warns(UserWarning, match="output channel"):
+        events = client.events(sid, policy=FAST)
+    sink, _ = subscribe(events.pipe(only_results()))
+    emu.wait_readers(sid, 1, timeout=10)
+    emu.push(sid, payload(1))
+    emu.destroy(sid)
+    sink.wait()
+    assert sink.error is None and [r.text for r in sink.items] == ["r1"]
+
+
+def test_a_rejected_key_is_reported_once_by_the_stream(emu: LensEmulator) -> None:
     client = LensClient(api_key="not-the-key", base_url=emu.base_url)
     sid = emu.create_session()
-    with pytest.warns(UserWarning, match="output channel"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a channel-check warning first would report it twice
         events = client.events(sid, policy=FAST)
     sink, _ = subscribe(events)
     sink.wait()

@@ -98,7 +98,7 @@ def test_unknown_session_errors(http: requests.Session, base: str, emu: LensEmul
     _, sessions = api(http, base, emu)
     # {"type": "error", "message": ...} inside a 200
     with pytest.raises(LensAPIError) as info:
-        sessions.status("lsn-nope")
+        sessions.record("lsn-nope")  # status() turns this one into NotFound
     assert info.value.status == 200
     assert info.value.message == "Unknown session id: lsn-nope"
     # {"errors": [{code, message, suggestion, error_uid}]} with a 404

@@ -159,7 +159,7 @@ def test_to_dataframe_of_a_list_and_of_nothing() -> None:
 
 def test_to_dataframe_without_pandas_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pandas", None)
-    with pytest.raises(MissingDependency, match=r"pip install 'rxlens\[pandas\]'"):
+    with pytest.raises(MissingDependency, match=r"pip install .*\[pandas\]'"):
         to_dataframe([])
 
 

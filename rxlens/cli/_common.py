@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -24,8 +25,12 @@ from rxlens.client import ENV_API_KEY, ENV_ENDPOINT, LensClient
 from rxlens.errors import (
     AuthenticationError,
     ConfigurationError,
+    HeartbeatTimeout,
+    HTTPStatusError,
     LensAPIError,
     NotFound,
+    ReadTimeout,
+    StreamClosed,
     TransportError,
 )
 from rxlens.events import (
@@ -73,9 +78,40 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class MissingAPIKey(ConfigurationError):
+    """No key on the command line nor in the environment (exit code 3, as a rejected key)."""
+
+
 def make_client(args: argparse.Namespace) -> LensClient:
-    """A :class:`LensClient` from ``--api-key`` / ``--base-url`` (or the environment)."""
+    """A :class:`LensClient` from ``--api-key`` / ``--base-url`` (or the environment).
+
+    Raises:
+        MissingAPIKey: neither ``--api-key`` nor ``$ATAI_API_KEY`` gives a key. Checked here,
+            before any request, so the hint names what a command-line user can set (the
+            library's own hint names ``api_key=``).
+    """
+    if not (args.api_key or os.environ.get(ENV_API_KEY, "").strip()):
+        raise MissingAPIKey(f"no Lens API key: pass --api-key KEY or set {ENV_API_KEY}")
     return LensClient(api_key=args.api_key, base_url=args.base_url)
+
+
+def port_number(text: str) -> int:
+    """The ``type=`` of a ``--port`` option: a TCP port, 0 (any free one) to 65535.
+
+    Checked by the parser, so a port out of range is a usage error (exit code 2) rather than
+    an ``OverflowError`` from ``bind()``.
+    """
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port number (0 to 65535; 0 picks a free one)"
+        ) from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{port} is out of range (0 to 65535; 0 picks a free one)"
+        )
+    return port
 
 
 def command_policy(opened: threading.Event) -> RetryPolicy:
@@ -249,7 +285,7 @@ class ResumeReporter:
             self.drops += 1
             if self._dropped_at is None:
                 self._dropped_at = time.monotonic()
-            reason = _first_line(state.error)
+            reason = describe_failure(state.error)
             delay = f"{state.delay:.1f} s" if state.delay is not None else "a moment"
             # The ids note is moot when this command has seen ids (it resumes from them).
             note = f" ({state.note})" if state.note and not self.last_id() else ""
@@ -257,6 +293,66 @@ class ResumeReporter:
                 f"connection lost after id {self.last_id() or '-'}: {reason}; "
                 f"reconnecting in {delay} (attempt {state.attempt}){note}"
             )
+
+
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+
+#: What a failure's text says, in words a person reads at a terminal. The transport keeps only
+#: the innermost reason of a failed request (its chain is cut so that no request detail
+#: leaks), so the text is all there is to go by; the first pattern that matches wins.
+_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("connection refused", "errno 111", "errno 61", "winerror 10061"), "connection refused"),
+    (
+        (
+            "name or service not known",
+            "nodename nor servname",
+            "temporary failure in name resolution",
+            "nameresolutionerror",
+            "getaddrinfo failed",
+            "no address associated",
+            "name resolution",
+        ),
+        "DNS failure (the host name did not resolve)",
+    ),
+    (("ssl", "tls", "certificate"), "TLS error"),
+    (("timed out", "timeout"), "timed out"),
+    (("connection reset", "errno 104", "errno 54"), "connection reset"),
+    (("network is unreachable", "no route to host"), "network unreachable"),
+    (
+        ("remotedisconnected", "connection aborted", "incompleteread", "protocolerror"),
+        "the server closed the connection",
+    ),
+)
+
+
+def describe_failure(error: BaseException | None) -> str:
+    """Why a connection failed, in words: ``connection refused``, ``timed out``, ``DNS
+    failure``, ``TLS error``, ``HTTP 503``, ...; never a cut internal class name.
+
+    Reads the typed error first (a status, a heartbeat timeout, a closed stream), then the
+    words of the error and of its chain.
+    """
+    if error is None:
+        return "no reason given"
+    if isinstance(error, HTTPStatusError):
+        return f"HTTP {error.status}"
+    if isinstance(error, HeartbeatTimeout):
+        return "no data nor heartbeat in time (heartbeat timeout)"
+    texts: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None and len(texts) < 8:
+        # URLs are left out: a host or path may contain any of the words looked for.
+        texts.append(_URL.sub("", f"{type(seen).__name__}: {seen}").lower())
+        seen = seen.__cause__ or seen.__context__
+    text = " | ".join(texts)
+    for needles, words in _CAUSES:
+        if any(needle in text for needle in needles):
+            return words
+    if isinstance(error, StreamClosed):
+        return "the server closed the stream"
+    if isinstance(error, ReadTimeout):
+        return "timed out"
+    return _first_line(error)
 
 
 def _first_line(error: BaseException | None) -> str:
@@ -280,11 +376,13 @@ __all__ = [
     "check_session",
     "clock",
     "command_policy",
+    "describe_failure",
     "env_flag",
     "format_line",
     "is_tty",
     "json_line",
     "make_client",
+    "port_number",
     "run_stream",
     "short_id",
     "summary",

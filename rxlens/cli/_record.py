@@ -39,9 +39,11 @@ examples:
   rxlens record lsn-0123456789abcdef -o run.jsonl            # until the stream ends
   rxlens record lsn-0123456789abcdef -o run.jsonl --follow   # until Ctrl-C
   rxlens record lsn-0123456789abcdef -o run.jsonl --append   # continue after its last id
+  rxlens record lsn-0123456789abcdef -o run.jsonl --force    # replace an existing file
   rxlens replay run.jsonl                                    # serve it again
 
 A new file is created readable by its owner only. Every line is flushed as it is written.
+An existing FILE is kept: pass --append to continue it or --force to replace it.
 Ctrl-C stops recording and prints the count (exit code 130); see 'rxlens --help'.
 """
 
@@ -65,10 +67,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "-o", "--output", required=True, metavar="FILE.jsonl", help="the recording to write"
     )
-    parser.add_argument(
+    # An existing recording is never replaced by accident: say which of the two is meant.
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
         "--append",
         action="store_true",
         help="add to FILE, continuing after the last event id it holds",
+    )
+    existing.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite FILE if it exists (without --append or --force, an existing FILE is "
+        "an error)",
     )
     parser.add_argument(
         "--follow",
@@ -116,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError("--count must be at least 1")
     say = StatusPrinter(prefix="rxlens record")
     path: str = args.output
+    if not (args.append or args.force) and os.path.lexists(path):
+        raise ConfigurationError(
+            f"{path} exists; pass --append to continue it or --force to overwrite it"
+        )
     since = last_recorded_id(path) if args.append else None
     if since is not None:
         say(f"appending to {path} after id {since}")
@@ -158,12 +172,21 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             say(f"stopped: {_counted(frames, results, last_id)} in {path}")
             return 130
-    say(f"stream ended: {_counted(frames, results, last_id)} in {path}")
+    if args.count is not None and frames >= args.count:
+        # Reaching -n is this command's own stop, not the server ending the stream.
+        say(
+            f"stopped after {_counted(frames, results, last_id, limit=args.count)} in {path}"
+        )
+    else:
+        say(f"stream ended: {_counted(frames, results, last_id)} in {path}")
     return 0
 
 
-def _counted(frames: int, results: int, last_id: str | None) -> str:
-    text = f"{frames} frame" + ("" if frames == 1 else "s") + f" ({results} results)"
+def _counted(
+    frames: int, results: int, last_id: str | None, *, limit: int | None = None
+) -> str:
+    text = f"{frames} frame" + ("" if frames == 1 else "s")
+    text += f" (-n {limit}; {results} results)" if limit is not None else f" ({results} results)"
     if last_id:
         text += f", last id {last_id}"
     return text

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rxlens.cli._common import CONTROL_TYPES, StatusPrinter, start_emulator
+from rxlens.cli._common import CONTROL_TYPES, StatusPrinter, port_number, start_emulator
 from rxlens.errors import ConfigurationError
 from rxlens.events import LensEvent, to_json
 from rxlens.operators._merge_sessions import SESSION_FAILED
@@ -61,7 +61,9 @@ def register(subparsers: Any) -> None:
         "--max-speed", action="store_true", help="as fast as the readers take the events"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="TCP port (default: any free one)")
+    parser.add_argument(
+        "--port", type=port_number, default=0, help="TCP port (default: any free one)"
+    )
     parser.add_argument("--api-key", default=None, help="the key to accept (default: generated)")
     parser.add_argument(
         "--no-wait",

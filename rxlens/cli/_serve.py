@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import Any
 
-from rxlens.cli._common import start_emulator
+from rxlens.cli._common import port_number, start_emulator
 from rxlens.emulator import LENSES, Faults, LensEmulator
 from rxlens.errors import ConfigurationError
 
@@ -44,7 +44,9 @@ def register(subparsers: Any) -> None:
         default="127.0.0.1",
         help="address to bind (default 127.0.0.1; another interface needs --api-key)",
     )
-    parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any)")
+    parser.add_argument(
+        "--port", type=port_number, default=8765, help="TCP port (default 8765; 0: any)"
+    )
     parser.add_argument(
         "--lens",
         default="activity-monitor",

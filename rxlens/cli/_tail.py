@@ -129,13 +129,19 @@ def run(args: argparse.Namespace) -> int:
         except BrokenPipeError:
             # The reader of our output went away (`| head`): a normal end for a filter.
             return 0
-    say(f"stream ended: {_counted(shown, last_id)}")
+    if args.count is not None and shown >= args.count:
+        # Reaching -n is this command's own stop, not the server ending the stream.
+        say(f"stopped after {_counted(shown, last_id, limit=args.count)}")
+    else:
+        say(f"stream ended: {_counted(shown, last_id)}")
     sys.stdout.flush()
     return 0
 
 
-def _counted(shown: int, last_id: str | None) -> str:
+def _counted(shown: int, last_id: str | None, *, limit: int | None = None) -> str:
     text = f"{shown} event" + ("" if shown == 1 else "s")
+    if limit is not None:
+        text += f" (-n {limit})"
     if last_id:
         text += f", last id {last_id}"
     return text
