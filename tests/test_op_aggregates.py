@@ -10,11 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from rxlens.events import Heartbeat, InferenceResult
+from rxlens.events import Heartbeat, InferenceResult, SessionFailed
 from rxlens.operators._label_counts import count_labels, default_label, label_counts
 from rxlens.operators._majority_vote import majority_vote, vote
 from rxlens.operators._mean_scores import mean_of_scores, mean_scores
-from rxlens.operators._merge_sessions import SessionFailed
 from rxlens.operators._rate import rate
 
 on_next = ReactiveTest.on_next

@@ -46,10 +46,10 @@ from rxlens.cli._common import (
 )
 from rxlens.client import LensClient
 from rxlens.errors import ConfigurationError, RxLensError
-from rxlens.events import InferenceResult, LensEvent
+from rxlens.events import InferenceResult, LensEvent, SessionFailed
 from rxlens.operators._label_counts import count_labels
 from rxlens.operators._majority_vote import vote
-from rxlens.operators._merge_sessions import SessionFailed, merge_sessions
+from rxlens.operators._merge_sessions import merge_sessions
 from rxlens.operators._only_results import only_results
 from rxlens.operators._rate import rate
 from rxlens.operators._rising_edge import rising_edge

@@ -21,13 +21,15 @@ Analytics:
 
 from __future__ import annotations
 
+from rxlens.errors import RecordedSessionError
+from rxlens.events import SessionFailed
 from rxlens.operators._by_session import by_session
 from rxlens.operators._changes import changes
 from rxlens.operators._heartbeat_timeout import heartbeat_timeout
 from rxlens.operators._label_counts import count_labels, default_label, label_counts
 from rxlens.operators._majority_vote import majority_vote, vote
 from rxlens.operators._mean_scores import mean_of_scores, mean_scores
-from rxlens.operators._merge_sessions import RecordedSessionError, SessionFailed, merge_sessions
+from rxlens.operators._merge_sessions import merge_sessions
 from rxlens.operators._only_results import only_results
 from rxlens.operators._rate import rate
 from rxlens.operators._resume import resume
