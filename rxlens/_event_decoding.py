@@ -157,7 +157,10 @@ def _decoder(cls: type[LensEvent], schema: Schema) -> _Decode:
                     return None
             elif kind == _FLOAT:
                 if type(value) is int:
-                    value = float(value)
+                    try:
+                        value = float(value)
+                    except OverflowError:  # marshmallow words it ("Number too large.")
+                        return None
                 elif type(value) is not float or not isfinite(value):
                     return None
             elif kind == _STR_LIST:

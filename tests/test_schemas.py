@@ -154,6 +154,13 @@ def test_schema_dump_many() -> None:
     ]
 
 
+def test_an_integer_too_large_for_a_float_field_is_malformed_not_a_crash() -> None:
+    text = json.dumps({"type": ev.HEARTBEAT, "event_data": {"message_timeout": 10**400}})
+    event = ev.parse_event(Event(text))
+    assert isinstance(event, ev.MalformedEvent) and event.raw == text
+    assert event.errors == {"event_data": {"message_timeout": ["Number too large."]}}
+
+
 def test_schema_load_rejects_what_parse_marks_malformed() -> None:
     with pytest.raises(ValidationError) as info:
         load_fields({"type": ev.INFERENCE_RESULT, "event_data": {}})
@@ -206,7 +213,9 @@ near_valid = st.fixed_dictionaries(
         "event_data": st.none()
         | st.dictionaries(
             st.sampled_from(sorted(KNOWN_KEYS)) | st.text(max_size=4),
-            json_values | st.integers().map(str) | st.sampled_from([1.0, 2.5, True, float("inf")]),
+            json_values
+            | st.integers().map(str)
+            | st.sampled_from([1.0, 2.5, True, float("inf"), 10**400]),
             max_size=5,
         ),
     }
