@@ -11,7 +11,9 @@ class), so a new payload field is tested here without editing this file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from marshmallow import fields as mm
 
 from rxlens import _event_decoding, schemas
 from rxlens import events as ev
+from rxlens._event_types import _with_payload
 from rxlens.errors import MalformedEventError
 from rxlens.schemas import SCHEMAS, LensEventSchema, load_fields
 from rxlens.sse import Event
@@ -251,6 +254,31 @@ def test_every_typed_class_has_the_schema_fields_in_order() -> None:
     for lens_type, schema in SCHEMAS.items():
         keys = tuple(field.data_key or name for name, field in schema.fields.items())
         assert ev.event_class(lens_type)._payload_fields == keys
+
+
+@_with_payload
+@dataclass(frozen=True, slots=True)
+class _Scored(ev.InferenceResult):
+    confidence: float | None = None
+
+
+class _ScoredSchema(schemas.InferenceResultSchema):
+    confidence = mm.Float(allow_none=True)
+
+
+def test_a_new_payload_field_is_the_schema_field_and_the_dataclass_field() -> None:
+    # Nothing else to write: the fast check, _payload_fields and to_json follow.
+    decode = _event_decoding._decoder(_Scored, _ScoredSchema())
+    event = decode({"response": ["A"], "confidence": 1}, "7", 2.0, "raw")
+    assert isinstance(event, _Scored) and event.id == "7" and event.text == "A"
+    assert event.confidence == 1.0 and type(event.confidence) is float
+    assert _Scored._payload_fields == ("response", "query_id", "query_metadata", "confidence")
+    assert ev.to_json(dataclasses.replace(event, confidence=0.5))["event_data"] == {
+        "response": ["A"],
+        "confidence": 0.5,
+    }
+    for unsure in ("high", float("inf"), True):
+        assert decode({"response": ["A"], "confidence": unsure}, None, 2.0, "raw") is None
 
 
 class _Extra(Schema):
