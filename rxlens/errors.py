@@ -72,6 +72,21 @@ class MalformedEventError(DecodeError):
         super().__init__(f"{message}: {_body(raw, 200)!r}")
 
 
+# --- recordings ------------------------------------------------------------------------------
+
+
+class RecordedSessionError(RxLensError):
+    """A session failure read back from a recording: only its type name and message survive.
+
+    The ``error`` of a :class:`~rxlens.events.SessionFailed` that :func:`rxlens.replay` rebuilt.
+    """
+
+    def __init__(self, error_type: str, message: str) -> None:
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f"{error_type}: {message}")
+
+
 # --- transport -------------------------------------------------------------------------------
 
 

@@ -51,13 +51,14 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
 from reactivex.scheduler import CurrentThreadScheduler, TimeoutScheduler
 
-from rxlens.errors import RxLensError
-from rxlens.events import LensEvent, from_payload, to_json
-from rxlens.operators._merge_sessions import (
+from rxlens.errors import RecordedSessionError, RxLensError
+from rxlens.events import (
     SESSION_FAILED,
-    RecordedSessionError,
+    LensEvent,
     SessionFailed,
+    from_payload,
     tag_session,
+    to_json,
 )
 
 #: The version written in every record's ``v`` field.

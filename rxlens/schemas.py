@@ -5,9 +5,12 @@ dataclass of :mod:`rxlens.events` for its type, and dumps one back. Every payloa
 the fields it does not know (``unknown = INCLUDE``): the API grows, and a new field must not turn
 a good frame into a malformed one. Optional fields accept ``null``.
 
-The schemas are the definition of a valid frame. :func:`rxlens.events.parse_event` runs them
-only when its cheap structural check of a payload is not conclusive; a property test holds the
-two to the same answers.
+The schemas are the definition of a valid frame, and the one list of each type's payload
+fields. :func:`rxlens.events.parse_event` runs a structural check built from these declarations
+(:mod:`rxlens._event_decoding`) and hands a payload to marshmallow only when that check is not
+conclusive; a property test holds the two to the same answers. Adding a payload field is two
+edits: the schema field here and the dataclass field in :mod:`rxlens._event_types` (with its
+Python type); importing the decoding fails when the two disagree.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load
 
-from rxlens import events as ev
+from rxlens import _event_types as ev
 
 __all__ = [
     "SCHEMAS",
@@ -137,18 +140,12 @@ def load_fields(payload: Any) -> tuple[type[ev.LensEvent], dict[str, Any]]:
     return cls, {name: loaded.get(name) for name in cls._payload_fields}
 
 
-class LensEventSchema(Schema):
+class LensEventSchema(EnvelopeSchema):
     """Loads an envelope into its :class:`~rxlens.events.LensEvent`; dumps one back to JSON.
 
     The loaded event has no SSE id and ``received_at`` is the load time; ``raw`` is empty (use
     :func:`rxlens.events.parse_event` for frames).
     """
-
-    class Meta:
-        unknown = INCLUDE
-
-    type = fields.String(required=True)
-    event_data = fields.Raw(allow_none=True, load_default=None)
 
     @post_load
     def _make_event(self, data: dict[str, Any], **kwargs: Any) -> ev.LensEvent:

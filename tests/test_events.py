@@ -8,9 +8,11 @@ import logging
 
 import pytest
 
-from rxlens.errors import MalformedEventError
+from rxlens import operators
+from rxlens.errors import MalformedEventError, RecordedSessionError, RxLensError
 from rxlens.events import (
     MALFORMED,
+    SESSION_FAILED,
     Heartbeat,
     InferenceError,
     InferenceResult,
@@ -18,11 +20,13 @@ from rxlens.events import (
     LogEvent,
     MalformedEvent,
     ModifyResult,
+    SessionFailed,
     StreamEnd,
     StreamStart,
     UnknownEvent,
     from_payload,
     parse_event,
+    tag_session,
     to_json,
 )
 from rxlens.sse import Event
@@ -388,3 +392,24 @@ def test_documented_shapes_never_reach_marshmallow(monkeypatch: pytest.MonkeyPat
         assert not isinstance(event, MalformedEvent)
     with pytest.raises(AssertionError, match="marshmallow ran"):
         parse_event(frame({"type": "inference.result", "event_data": {}}))
+
+
+# --- SessionFailed is an event type ------------------------------------------------------------
+
+
+def test_session_failed_lives_with_the_event_types() -> None:
+    # One class, wherever it is imported from; its recorded error is an rxlens error.
+    assert operators.SessionFailed is SessionFailed
+    assert operators.RecordedSessionError is RecordedSessionError
+    recorded = RecordedSessionError("ValueError", "bad key")
+    assert isinstance(recorded, RxLensError) and not recorded.retryable
+    assert str(recorded) == "ValueError: bad key"
+    failed = SessionFailed(session_id="s1", error=recorded)
+    assert failed.type == SESSION_FAILED
+    assert to_json(failed) == {
+        "type": SESSION_FAILED,
+        "event_data": {"error_type": "RecordedSessionError", "message": "ValueError: bad key"},
+    }
+    moved = tag_session(failed, "s2")
+    assert isinstance(moved, SessionFailed) and moved.session_id == "s2"
+    assert moved.error is recorded

@@ -12,8 +12,8 @@ from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxlens import analytics
 from rxlens.analytics import default_label
-from rxlens.events import Heartbeat, InferenceResult
-from rxlens.operators import SessionFailed, label_counts, majority_vote, mean_scores, rate
+from rxlens.events import Heartbeat, InferenceResult, SessionFailed
+from rxlens.operators import label_counts, majority_vote, mean_scores, rate
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed

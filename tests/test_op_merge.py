@@ -9,9 +9,16 @@ import reactivex
 from reactivex import operators as ops
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from rxlens.events import Heartbeat, InferenceResult, LensEvent, StreamStart
+from rxlens.events import (
+    Heartbeat,
+    InferenceResult,
+    LensEvent,
+    SessionFailed,
+    StreamStart,
+    tag_session,
+)
 from rxlens.operators._by_session import by_session
-from rxlens.operators._merge_sessions import SessionFailed, merge_sessions, tag_session
+from rxlens.operators._merge_sessions import merge_sessions
 from rxlens.sinks import collect
 
 on_next = ReactiveTest.on_next

@@ -81,6 +81,20 @@ def test_raise_policy_fails_and_disposes_the_source() -> None:
     assert xs.subscriptions == [subscribe(200, 220)]
 
 
+def test_a_number_too_large_for_a_float_is_malformed_and_the_stream_goes_on() -> None:
+    huge = Event(
+        json.dumps({"type": "sse.stream.heartbeat", "event_data": {"message_timeout": 10**400}})
+    )
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(210, huge), on_next(220, GOOD), on_completed(230))
+    results = scheduler.start(lambda: xs.pipe(typed()))
+    assert [m.time for m in results.messages] == [210, 220, 230]
+    bad = _value(results.messages[0])
+    assert isinstance(bad, MalformedEvent) and bad.raw == huge.data
+    assert isinstance(_value(results.messages[1]), InferenceResult)
+    assert xs.subscriptions == [subscribe(200, 230)]
+
+
 def test_upstream_errors_pass() -> None:
     scheduler = TestScheduler()
     boom = ConnectionError("reset")

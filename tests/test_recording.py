@@ -15,17 +15,17 @@ from reactivex import operators as ops
 from reactivex.testing import ReactiveTest, TestScheduler
 
 import rxlens.recording as recording_module
-from rxlens.errors import RxLensError
+from rxlens.errors import RecordedSessionError, RxLensError
 from rxlens.events import (
     Heartbeat,
     InferenceResult,
     LensEvent,
     MalformedEvent,
+    SessionFailed,
     StreamStart,
     UnknownEvent,
     from_payload,
 )
-from rxlens.operators._merge_sessions import RecordedSessionError, SessionFailed
 from rxlens.recording import (
     FORMAT_VERSION,
     RecordingFormatError,

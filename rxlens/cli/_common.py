@@ -43,9 +43,9 @@ from rxlens.events import (
     LensEvent,
     LogEvent,
     MalformedEvent,
+    SessionFailed,
     to_json,
 )
-from rxlens.operators._merge_sessions import SessionFailed
 from rxlens.retry import RetryPolicy, is_retryable
 from rxlens.sse._state import ConnectionState
 

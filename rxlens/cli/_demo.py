@@ -47,9 +47,8 @@ from rxlens.cli._common import (
 )
 from rxlens.client import LensClient
 from rxlens.errors import ConfigurationError, RxLensError
-from rxlens.events import InferenceResult, LensEvent
+from rxlens.events import InferenceResult, LensEvent, SessionFailed
 from rxlens.operators import (
-    SessionFailed,
     merge_sessions,
     only_results,
     rate,

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from rxlens.cli._common import CONTROL_TYPES, StatusPrinter, port_number, start_emulator
 from rxlens.errors import ConfigurationError
-from rxlens.events import LensEvent, to_json
-from rxlens.operators._merge_sessions import SESSION_FAILED
+from rxlens.events import SESSION_FAILED, LensEvent, to_json
 from rxlens.recording import read_recording
 
 if TYPE_CHECKING:

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 from rxlens import analytics
 from rxlens._deprecation import module_getattr
+from rxlens.errors import RecordedSessionError
+from rxlens.events import SessionFailed
 from rxlens.operators._by_session import by_session
 from rxlens.operators._changes import changes
 from rxlens.operators._heartbeat_timeout import heartbeat_timeout
 from rxlens.operators._label_counts import label_counts
 from rxlens.operators._majority_vote import majority_vote
 from rxlens.operators._mean_scores import mean_scores
-from rxlens.operators._merge_sessions import RecordedSessionError, SessionFailed, merge_sessions
+from rxlens.operators._merge_sessions import merge_sessions
 from rxlens.operators._only_results import only_results
 from rxlens.operators._rate import rate
 from rxlens.operators._resume import resume

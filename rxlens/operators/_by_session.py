@@ -7,8 +7,7 @@ from collections.abc import Callable
 from reactivex import GroupedObservable, Observable, compose
 from reactivex import operators as ops
 
-from rxlens.events import LensEvent
-from rxlens.operators._merge_sessions import SessionFailed
+from rxlens.events import LensEvent, SessionFailed
 
 
 def by_session() -> Callable[

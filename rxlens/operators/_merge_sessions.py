@@ -2,60 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SingleAssignmentDisposable
 
-from rxlens.events import LensEvent
-
-#: The ``type`` of a :class:`SessionFailed` event (an rxlens type, not a Lens one).
-SESSION_FAILED = "rxlens.session.failed"
-
-
-@dataclass(frozen=True, slots=True)
-class SessionFailed(LensEvent):
-    """In a merged stream: the session ``session_id`` failed with ``error`` and has ended.
-
-    Emitted by :func:`merge_sessions` in place of the session's ``on_error``, so that one
-    failing session never ends the others and is never silent. ``event_data`` holds the error's
-    type name and message, so a recording keeps the failure (``rxlens.replay`` rebuilds it, with
-    ``error`` a :class:`RecordedSessionError`). It has no ``label`` or ``text``, so the
-    aggregates skip it.
-    """
-
-    type: str = field(default=SESSION_FAILED, init=False)
-    error: BaseException | None = field(default=None, compare=False, hash=False)
-
-    def __post_init__(self) -> None:
-        if self.event_data is None and self.error is not None:
-            data = {"error_type": type(self.error).__name__, "message": str(self.error)}
-            object.__setattr__(self, "event_data", data)
-        if not self.raw:
-            # The frame this event would have been: lets a recording store it like any other.
-            envelope = {"type": self.type, "event_data": self.event_data}
-            object.__setattr__(self, "raw", json.dumps(envelope, separators=(",", ":")))
-
-
-class RecordedSessionError(Exception):
-    """A session failure read back from a recording: only its type name and message survive."""
-
-    def __init__(self, error_type: str, message: str) -> None:
-        self.error_type = error_type
-        self.message = message
-        super().__init__(f"{error_type}: {message}")
-
-
-def tag_session(event: LensEvent, session_id: str) -> LensEvent:
-    """``event`` with ``session_id`` set (the same object when it already has that id)."""
-    if event.session_id == session_id:
-        return event
-    return dataclasses.replace(event, session_id=session_id)
+from rxlens.errors import RecordedSessionError
+from rxlens.events import SESSION_FAILED, LensEvent, SessionFailed, tag_session
 
 
 def merge_sessions(
@@ -146,6 +101,8 @@ def merge_sessions(
     return Observable(subscribe)
 
 
+# SessionFailed, SESSION_FAILED and tag_session live with the event types (rxlens.events),
+# RecordedSessionError with the errors; still importable from here for code that did so.
 __all__ = [
     "SESSION_FAILED",
     "RecordedSessionError",
