@@ -157,7 +157,8 @@ def test_missing_or_unknown_key_gets_401_json(emu: LensEmulator, headers: dict[s
         assert error["code"] == "unauthorized" and error["error_uid"].startswith("err-")
         assert emu.api_key not in response.text
     stats = emu.session_stats(sid)
-    assert stats.authorization_seen is ("Authorization" in headers)
+    # A request without a valid key changes nothing: the key is checked before any state.
+    assert stats.authorization_seen is None and stats.consumer_requests == 0
     assert stats.connections == 0
     assert emu.stats.unauthorized == 2
 
