@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import threading
 import time
 
@@ -26,7 +28,9 @@ from rxlens.emulator import (
     CAPACITY_MESSAGE,
     CapacityError,
     EmulatorTimeout,
+    Faults,
     LensEmulator,
+    ServerLimits,
     SessionEnded,
     UnknownSession,
 )
@@ -424,3 +428,185 @@ def test_event_log_keeps_the_last_capacity_events_by_id(capacity: int, n: int) -
     assert log.first_id == max(1, n - capacity + 1)
     for i in range(log.first_id, n + 1):
         assert log.get(i) == b"%d" % i
+
+
+# --- the emulator as a network server (rxlens serve --host) -------------------------------------
+# Each request is refused in the cheap order: route, key, bounded body; every refusal is a 4xx
+# JSON body, never a silent close or a body buffered without limit.
+
+
+def exchange(emu: LensEmulator, request: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send raw bytes on a new connection (kept open) and read one whole response."""
+    sock = socket.create_connection(("127.0.0.1", emu.port), timeout=timeout)
+    try:
+        sock.sendall(request)
+        raw = read_raw(sock, until=b"\r\n\r\n", timeout=timeout)
+        if b"\r\n\r\n" not in raw:
+            raise AssertionError(f"no answer within {timeout:g} s (got {raw[:80]!r})")
+        _, headers, body = split_response(raw)
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            more = read_raw(sock, timeout=timeout)
+            if not more:
+                break
+            body += more
+        return raw.partition(b"\r\n\r\n")[0] + b"\r\n\r\n" + body
+    finally:
+        sock.close()
+
+
+def json_error(raw: bytes) -> tuple[int, dict[str, object]]:
+    """The status and the first error of a JSON error answer (asserts its shape)."""
+    status, headers, body = split_response(raw)
+    assert headers.get("content-type") == "application/json", raw[:300]
+    errors = json.loads(body)["errors"]
+    assert isinstance(errors[0], dict) and errors[0]["error_uid"].startswith("err-")
+    return int(status.split()[1]), errors[0]
+
+
+def post_head(emu: LensEmulator, path: str, *, key: bool, extra: str = "") -> bytes:
+    auth = f"Authorization: Bearer {emu.api_key}\r\n" if key else ""
+    return f"POST /api{path} HTTP/1.1\r\nHost: x\r\n{auth}{extra}\r\n".encode()
+
+
+@pytest.mark.parametrize("key", [False, True])
+def test_negative_content_length_is_refused_without_reading_the_body(
+    emu: LensEmulator, key: bool
+) -> None:
+    # The connection stays open and the body keeps coming: an answer must not wait for EOF.
+    request = post_head(emu, "/lens/sessions/create", key=key, extra="Content-Length: -1\r\n")
+    status, _ = json_error(exchange(emu, request + b"x" * 100_000))
+    assert status == (400 if key else 401)
+
+
+@pytest.mark.parametrize("value", ["abc", "1e3", "0x10", " +5", "12 34", "1_000"])
+def test_non_numeric_content_length_gets_400_json(emu: LensEmulator, value: str) -> None:
+    request = post_head(
+        emu, "/lens/sessions/create", key=True, extra=f"Content-Length: {value}\r\n"
+    )
+    status, error = json_error(exchange(emu, request + b"{}"))
+    assert status == 400 and "Content-Length" in str(error["message"])
+
+
+def test_huge_content_length_gets_413_unread(emu: LensEmulator) -> None:
+    request = post_head(emu, "/lens/register", key=True, extra=f"Content-Length: {10**30}\r\n")
+    status, _ = json_error(exchange(emu, request + b"{" * 1000))
+    assert status == 413
+
+
+def test_a_chunked_request_body_gets_411_json(emu: LensEmulator) -> None:
+    extra = "Transfer-Encoding: chunked\r\n"
+    request = post_head(emu, "/lens/register", key=True, extra=extra) + b"2\r\n{}\r\n0\r\n\r\n"
+    status, _ = json_error(exchange(emu, request))
+    assert status == 411
+
+
+def test_a_request_without_a_key_spends_no_fault_budget_and_rewrites_no_header() -> None:
+    with LensEmulator(heartbeat_interval=0.1) as emu:
+        sid = emu.create_session()
+        response = open_stream(emu, sid, last_event_id=7)
+        response.close()
+        emu.set_faults(Faults(fail_next=1, fail_status=503), session_id=sid)
+        keyless = open_stream(emu, sid, headers={"Last-Event-ID": "99"})
+        assert keyless.status_code == 401
+        stats = emu.session_stats(sid)
+        assert stats.last_event_id == "7" and stats.consumer_requests == 1
+        assert stats.failures_injected == 0
+        # The budget is still there for the client that holds the key.
+        assert open_stream(emu, sid).status_code == 503
+
+
+BAD_BODIES = {
+    "nested arrays": b"[" * 100_000 + b"]" * 100_000,
+    "nested objects": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "not JSON": b"\xff\xfe not json",
+    "a JSON list": b"[1, 2]",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_BODIES))
+def test_a_bad_json_body_gets_400_json(emu: LensEmulator, name: str) -> None:
+    body = BAD_BODIES[name]
+    extra = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    status, _ = json_error(
+        exchange(emu, post_head(emu, "/lens/register", key=True, extra=extra) + body)
+    )
+    assert status == 400
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "session.update", "event_data": {"session_config": "fast"}},
+        {"type": "session.update", "event_data": {"session_config": [1, 2]}},
+        {"type": "input_stream.set", "event_data": {"stream_config": "file.csv"}},
+        {"type": "session.modify", "event_data": "HEALTHY"},
+        {"type": "session.status", "event_data": [1]},
+    ],
+)
+def test_bad_event_fields_get_400_json(emu: LensEmulator, event: dict[str, object]) -> None:
+    sid = emu.create_session()
+    body = json.dumps({"session_id": sid, "event": event}).encode()
+    extra = f"Content-Length: {len(body)}\r\n"
+    request = post_head(emu, "/lens/sessions/events/process", key=True, extra=extra) + body
+    status, _ = json_error(exchange(emu, request))
+    assert status == 400
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"PUT /api/lens/metadata HTTP/1.1", b"GARBAGE", b"GET /api/lens/metadata HTTP/9.9"],
+)
+def test_unusual_requests_get_a_json_answer_not_html(
+    emu: LensEmulator, request_line: bytes
+) -> None:
+    auth = f"Authorization: Bearer {emu.api_key}".encode()
+    status, _ = json_error(exchange(emu, request_line + b"\r\nHost: x\r\n" + auth + b"\r\n\r\n"))
+    assert 400 <= status < 600
+
+
+def test_a_stalled_request_head_or_body_times_out() -> None:
+    limits = ServerLimits(header_timeout=0.3, body_timeout=0.3)
+    with LensEmulator(limits=limits) as emu:
+        sock = socket.create_connection(("127.0.0.1", emu.port), timeout=5)
+        sock.sendall(b"GET /api/lens/metadata HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        assert read_raw(sock, timeout=5) == b""  # closed by the server, well before 5 s
+        sock.close()
+        head = post_head(emu, "/lens/register", key=True, extra="Content-Length: 100\r\n")
+        status, _ = json_error(exchange(emu, head + b'{"lens_config"'))
+        assert status == 408
+
+
+def test_connections_past_the_limit_get_503_json_at_once() -> None:
+    with LensEmulator(limits=ServerLimits(max_connections=3)) as emu:
+        idle = [socket.create_connection(("127.0.0.1", emu.port), timeout=5) for _ in range(3)]
+        try:
+            deadline = time.monotonic() + 5
+            while emu.stats.connections_open < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            status, error = json_error(exchange(emu, b"GET /api/lens/metadata HTTP/1.1\r\n\r\n"))
+            assert status == 503 and error["code"] == "too_many_connections"
+        finally:
+            for sock in idle:
+                sock.close()
+        # Once the idle ones are gone, the emulator serves again.
+        deadline = time.monotonic() + 5
+        while emu.stats.connections_open and time.monotonic() < deadline:
+            time.sleep(0.01)
+        answer = requests.get(emu.base_url + "/lens/metadata", headers=emu.headers, timeout=5)
+        assert answer.status_code == 200
+
+
+def test_destroyed_sessions_are_freed_past_the_retention() -> None:
+    with LensEmulator() as emu:
+        for _ in range(130):
+            emu.destroy(emu.create_session())
+        assert emu.stats.sessions <= 100  # the default keeps the last 100 destroyed
+        running = emu.create_session()
+        assert running in emu.session_ids
+    with LensEmulator(retain_seconds=0.0) as emu:
+        ended = emu.create_session()
+        emu.destroy(ended)
+        emu.create_session()
+        with pytest.raises(UnknownSession):
+            emu.session_stats(ended)

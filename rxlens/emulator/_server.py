@@ -275,6 +275,9 @@ class Handler(BaseHTTPRequestHandler):
         """The standard handler's own refusals (bad request line, header too long, unknown
         method) as the JSON envelope too, never an HTML page."""
         self.close_connection = True
+        # A request line the standard handler could not read leaves it thinking "HTTP/0.9",
+        # which would send the body without a status line; answer in HTTP/1.1 always.
+        self.request_version = "HTTP/1.1"
         short = message or self.responses.get(code, ("error",))[0]
         uid = self.server.registry.new_error_uid()
         data = json.dumps(error_body("bad_request", short, explain or "", uid)).encode()
@@ -310,14 +313,14 @@ class Handler(BaseHTTPRequestHandler):
         text = (self.headers.get("Content-Length") or "").strip()
         if not text:
             return b""
-        # Digits only: int() would take "-1", "+5", " 1_0 " and a 5,000-digit number.
-        if not text.isascii() or not text.isdigit() or len(text) > 20:
+        # Digits only: int() would take "-1", "+5", " 1_0 " and choke on 5,000 digits.
+        if not text.isascii() or not text.isdigit():
             raise self._refuse(400, "bad_request", "Content-Length is not a non-negative number")
-        length = int(text)
-        if length > limits.max_body_bytes:
+        if len(text) > 18 or int(text) > limits.max_body_bytes:
             raise self._refuse(
                 413, "payload_too_large", f"The body is larger than {limits.max_body_bytes} bytes"
             )
+        length = int(text)
         if length == 0:
             return b""
         self.connection.settimeout(limits.body_timeout)
