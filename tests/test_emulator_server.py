@@ -610,3 +610,117 @@ def test_destroyed_sessions_are_freed_past_the_retention() -> None:
         emu.create_session()
         with pytest.raises(UnknownSession):
             emu.session_stats(ended)
+
+
+# --- the API as the vendor's examples call it -------------------------------------------------
+
+
+def api(emu: LensEmulator, method: str, path: str, **kwargs: object) -> requests.Response:
+    return requests.request(method, emu.base_url + path, headers=emu.headers, timeout=5, **kwargs)
+
+
+def process_event(emu: LensEmulator, sid: str, event: dict[str, object]) -> dict[str, object]:
+    reply = api(
+        emu, "POST", "/lens/sessions/events/process", json={"session_id": sid, "event": event}
+    )
+    assert reply.status_code == 200
+    return reply.json()  # type: ignore[no-any-return]
+
+
+def test_input_n_shot_modify_streams_one_result_per_class(emu: LensEmulator) -> None:
+    sid = emu.create_session("machine-state", rate=0)
+    response = open_stream(emu, sid)
+    frames = frames_of(response)
+    take(frames, 1)  # sse.stream.start
+    event_data = {"input_n_shot": {"NORMAL": "n.csv", "WARNING": "w.csv"}, "csv_configs": {}}
+    reply = process_event(emu, sid, {"type": "session.modify", "event_data": event_data})
+    assert reply["type"] == "session.modify.response"
+    first = until_type(frames, "session.modify.result")[-1]
+    second = next(f for f in frames if f.type == "session.modify.result")
+    response.close()
+    classes = [f.json["event_data"]["query_metadata"]["class_name"] for f in (first, second)]
+    assert classes == ["NORMAL", "WARNING"]
+    settings = process_event(emu, sid, {"type": "session.get"})["event_data"]
+    assert settings["csv_configs"] == {} and "input_n_shot" not in settings
+
+
+def test_an_unknown_route_is_404_before_its_body_is_read(emu: LensEmulator) -> None:
+    reply = api(emu, "POST", "/lens/no-such-route", data=b"not json at all")
+    assert reply.status_code == 404
+    assert reply.json()["errors"][0]["code"] == "not_found"
+    assert api(emu, "POST", "/lens/metadata", data=b"x").status_code == 405
+
+
+def test_a_registered_lens_runs_the_scripted_lens_its_config_names(emu: LensEmulator) -> None:
+    def register(config: dict[str, object]) -> requests.Response:
+        return api(emu, "POST", "/lens/register", json={"lens_config": config})
+
+    unknown = register({"lens_name": "mine", "emulator_lens": "no-such-lens"})
+    assert unknown.status_code == 400
+    message = unknown.json()["errors"][0]["message"]
+    assert "no-such-lens" in message and "machine-state" in message
+    chosen = register({"lens_name": "mine", "emulator_lens": "alert"}).json()
+    assert chosen["emulator_lens"] == "alert"
+    # No emulator_lens and a name that is no scripted lens: the default scripted lens, which
+    # produces results (the manual lens would produce nothing).
+    default = register({"lens_name": "Custom Activity Monitor"}).json()
+    assert default["emulator_lens"] == "activity-monitor"
+    created = api(emu, "POST", "/lens/sessions/create", json={"lens_id": default["lens_id"]})
+    sid = created.json()["session_id"]
+    assert emu.session_stats(sid).lens == "activity-monitor"
+
+
+def test_session_records_carry_last_update_timestamp(emu: LensEmulator) -> None:
+    before = time.time()
+    sid = emu.create_session("machine-state", rate=0)
+    (record,) = api(emu, "GET", "/lens/sessions/metadata", params={"session_id": sid}).json()
+    created_at = record["last_update_timestamp"]
+    assert before <= created_at <= time.time()
+    emu.step(sid, 1)
+    (record,) = api(emu, "GET", "/lens/sessions/metadata", params={"session_id": sid}).json()
+    assert record["last_update_timestamp"] >= created_at
+
+
+# --- the state has one home ---------------------------------------------------------------------
+
+
+def test_the_handler_serves_a_registry_without_the_facade() -> None:
+    import ast
+    from pathlib import Path
+
+    from rxlens.emulator import LENSES
+    from rxlens.emulator._registry import Registry
+    from rxlens.emulator._server import EmulatorServer
+    from rxlens.emulator._stream import StreamConfig
+
+    for name in ("_server.py", "_registry.py"):
+        tree = ast.parse((Path(rxlens_emulator_dir()) / name).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "rxlens.emulator._emulator" not in imported, name
+    registry = Registry(
+        api_keys=["k"],
+        stream_config=StreamConfig(5.0, 60.0, "live", "mixed"),
+        log_size=10,
+        max_sessions=None,
+        unknown_session="404",
+        faults=None,
+        seed=1,
+    )
+    server = EmulatorServer(("127.0.0.1", 0), registry)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api/lens/metadata"
+        answer = requests.get(url, headers={"Authorization": "Bearer k"}, timeout=5)
+        assert len(answer.json()) == len(LENSES)
+    finally:
+        server.shutdown()
+        server.server_close()
+        registry.close_sessions()
+        thread.join(5.0)
+
+
+def rxlens_emulator_dir() -> str:
+    import rxlens.emulator
+
+    return os.path.dirname(rxlens.emulator.__file__)
