@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -137,3 +138,43 @@ def test_serve_with_cors_and_no_auth(capsys: pytest.CaptureFixture[str]) -> None
     finally:
         stop.set()
         thread.join(5.0)
+
+
+# --- rxlens serve, as a terminal user runs it ---------------------------------------------------
+
+
+def test_serve_prints_ready_lines_and_ends_open_streams_when_stopped() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ENTRY, "serve", "--port", "0", "--heartbeat-interval", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        out = ""
+        while "Press Ctrl-C" not in out:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out += line
+        tail = re.search(r"rxlens tail (\S+) --base-url (\S+) --api-key (\S+)", out)
+        assert tail, out
+        sid, base, key = tail.groups()
+        assert f"export ATAI_API_ENDPOINT={base}" in out and f"export ATAI_API_KEY={key}" in out
+        stream = requests.get(
+            f"{base}/lens/sessions/consumer/{sid}",
+            headers={"Authorization": f"Bearer {key}"},
+            stream=True,
+            timeout=10,
+        )
+        lines = stream.iter_lines(chunk_size=None)
+        assert b"sse.stream.start" in next(line for line in lines if line.startswith(b"data:"))
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        rest = [line for line in lines if line.startswith(b"data:")]
+        assert rest and b"sse.stream.end" in rest[-1], rest
+        proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

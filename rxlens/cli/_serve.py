@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 from typing import Any
 
 from rxlens.cli._common import start_emulator
@@ -130,7 +131,36 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         print(f"Session id: {session_id} (lens {args.lens})")
         print(f"Stream:     curl -N -H 'Authorization: Bearer {emulator.api_key}' \\")
         print(f"              {emulator.consumer_url(session_id)}")
+        print(
+            f"Try:        rxlens tail {session_id} --base-url {emulator.base_url} "
+            f"--api-key {emulator.api_key}"
+        )
+        print(f"Or:         export ATAI_API_ENDPOINT={emulator.base_url}")
+        print(f"            export ATAI_API_KEY={emulator.api_key}")
         print("Press Ctrl-C to stop.", flush=True)
-        (stop or threading.Event()).wait()
+        try:
+            (stop or threading.Event()).wait()
+        finally:
+            end_streams(emulator)
     sys.stdout.flush()
     return 0
+
+
+def end_streams(emulator: LensEmulator, timeout: float = 2.0) -> None:
+    """Destroy every session so each open stream gets ``sse.stream.end`` before the socket
+    closes: a reader then stops at once instead of retrying a server that is gone."""
+    from rxlens.emulator import EmulatorError
+
+    session_ids = emulator.session_ids
+    for session_id in session_ids:
+        emulator.destroy(session_id)
+    deadline = time.monotonic() + timeout
+    for session_id in session_ids:
+        try:
+            emulator.wait_until(
+                session_id,
+                lambda stats: stats.readers_open == 0,
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+        except EmulatorError:
+            return  # a reader that does not leave is cut by close()
