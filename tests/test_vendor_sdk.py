@@ -150,7 +150,7 @@ def test_register_run_modify_get_query_and_destroy(client: Any, emu: LensEmulato
     # create_and_run_lens destroyed the session and deleted the lens; the reader saw the end.
     collector = seen["collector"]
     collector.wait_for(lambda ev: bool(of_type(ev, "sse.stream.end")))
-    assert seen["reader"].close() in (True, False)
+    seen["reader"].close()  # returns at once: its worker ended with the stream
     assert "DESTROYED" in emu.session_stats(session_id).status
     assert all(m["lens_name"] != "Custom Activity Monitor" for m in lens.get_metadata())
 
