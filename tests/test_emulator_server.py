@@ -11,7 +11,7 @@ import time
 
 import pytest
 import requests
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_emulator_support import (
     frames_of,
@@ -446,7 +446,8 @@ def exchange(emu: LensEmulator, request: bytes, *, timeout: float = 5.0) -> byte
         _, headers, body = split_response(raw)
         length = int(headers.get("content-length", "0"))
         while len(body) < length:
-            more = read_raw(sock, timeout=timeout)
+            sock.settimeout(timeout)
+            more = sock.recv(65536)
             if not more:
                 break
             body += more
@@ -724,3 +725,70 @@ def rxlens_emulator_dir() -> str:
     import rxlens.emulator
 
     return os.path.dirname(rxlens.emulator.__file__)
+
+
+# --- every request gets a JSON answer, as a law ---------------------------------------------------
+
+#: Keys the handlers read, so generated objects reach them, and any other text.
+KEYS = st.sampled_from(
+    ["session_config", "stream_config", "stream_type", "input_n_shot", "class_name", "focus"]
+) | st.text(max_size=8)
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
+    max_leaves=8,
+)
+EVENT_TYPES = st.sampled_from(
+    [
+        "session.status",
+        "session.get",
+        "session.modify",
+        "session.update",
+        "model.query",
+        "input_stream.set",
+        "output_stream.set",
+        "session.validate",
+        "nonsense",
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def shared_emu() -> LensEmulator:
+    # A short body timeout: a Content-Length larger than the body sent is answered 408 soon.
+    with LensEmulator(heartbeat_interval=1.0, limits=ServerLimits(body_timeout=0.2)) as e:
+        yield e
+
+
+@settings(max_examples=60, deadline=None)
+@given(event_type=EVENT_TYPES, data=JSON_VALUES, extra=JSON_VALUES)
+def test_any_event_gets_a_json_answer_never_a_server_error(
+    shared_emu: LensEmulator, event_type: str, data: object, extra: object
+) -> None:
+    emu = shared_emu
+    sid = emu.session_ids[0] if emu.session_ids else emu.create_session("machine-state", rate=0)
+    event = {"type": event_type, "event_data": data, "extra": extra}
+    reply = api(
+        emu, "POST", "/lens/sessions/events/process", json={"session_id": sid, "event": event}
+    )
+    assert reply.status_code in (200, 400), reply.text
+    body = reply.json()
+    assert ("errors" in body) == (reply.status_code == 400)
+
+
+@settings(max_examples=60, deadline=None)
+@given(length=st.text(max_size=12), body=st.binary(max_size=64))
+def test_any_content_length_gets_an_answer(
+    shared_emu: LensEmulator, length: str, body: bytes
+) -> None:
+    emu = shared_emu
+    value = length.encode("latin-1", "replace").replace(b"\r", b"").replace(b"\n", b"")
+    head = post_head(emu, "/lens/register", key=True, extra="")[:-2]
+    raw = exchange(emu, head + b"Content-Length: " + value + b"\r\n\r\n" + body)
+    status = int(raw.split(b" ", 2)[1])
+    assert status in (200, 400, 408, 413), raw[:200]
+    assert raw.partition(b"\r\n\r\n")[2].startswith(b"{")
