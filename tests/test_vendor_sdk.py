@@ -15,11 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import archetypeai
 import pytest
 
 from rxlens.emulator import LensEmulator
-
-archetypeai = pytest.importorskip("archetypeai")
 
 LENS_YAML = """
 lens_name: Custom Activity Monitor
