@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import threading
 import time
 
 import pytest
 import requests
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_emulator_support import (
     frames_of,
@@ -26,7 +28,9 @@ from rxlens.emulator import (
     CAPACITY_MESSAGE,
     CapacityError,
     EmulatorTimeout,
+    Faults,
     LensEmulator,
+    ServerLimits,
     SessionEnded,
     UnknownSession,
 )
@@ -157,7 +161,8 @@ def test_missing_or_unknown_key_gets_401_json(emu: LensEmulator, headers: dict[s
         assert error["code"] == "unauthorized" and error["error_uid"].startswith("err-")
         assert emu.api_key not in response.text
     stats = emu.session_stats(sid)
-    assert stats.authorization_seen is ("Authorization" in headers)
+    # A request without a valid key changes nothing: the key is checked before any state.
+    assert stats.authorization_seen is None and stats.consumer_requests == 0
     assert stats.connections == 0
     assert emu.stats.unauthorized == 2
 
@@ -423,3 +428,367 @@ def test_event_log_keeps_the_last_capacity_events_by_id(capacity: int, n: int) -
     assert log.first_id == max(1, n - capacity + 1)
     for i in range(log.first_id, n + 1):
         assert log.get(i) == b"%d" % i
+
+
+# --- the emulator as a network server (rxlens serve --host) -------------------------------------
+# Each request is refused in the cheap order: route, key, bounded body; every refusal is a 4xx
+# JSON body, never a silent close or a body buffered without limit.
+
+
+def exchange(emu: LensEmulator, request: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send raw bytes on a new connection (kept open) and read one whole response."""
+    sock = socket.create_connection(("127.0.0.1", emu.port), timeout=timeout)
+    try:
+        sock.sendall(request)
+        raw = read_raw(sock, until=b"\r\n\r\n", timeout=timeout)
+        if b"\r\n\r\n" not in raw:
+            raise AssertionError(f"no answer within {timeout:g} s (got {raw[:80]!r})")
+        _, headers, body = split_response(raw)
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            sock.settimeout(timeout)
+            more = sock.recv(65536)
+            if not more:
+                break
+            body += more
+        return raw.partition(b"\r\n\r\n")[0] + b"\r\n\r\n" + body
+    finally:
+        sock.close()
+
+
+def json_error(raw: bytes) -> tuple[int, dict[str, object]]:
+    """The status and the first error of a JSON error answer (asserts its shape)."""
+    status, headers, body = split_response(raw)
+    assert headers.get("content-type") == "application/json", raw[:300]
+    errors = json.loads(body)["errors"]
+    assert isinstance(errors[0], dict) and errors[0]["error_uid"].startswith("err-")
+    return int(status.split()[1]), errors[0]
+
+
+def post_head(emu: LensEmulator, path: str, *, key: bool, extra: str = "") -> bytes:
+    auth = f"Authorization: Bearer {emu.api_key}\r\n" if key else ""
+    return f"POST /api{path} HTTP/1.1\r\nHost: x\r\n{auth}{extra}\r\n".encode()
+
+
+@pytest.mark.parametrize("key", [False, True])
+def test_negative_content_length_is_refused_without_reading_the_body(
+    emu: LensEmulator, key: bool
+) -> None:
+    # The connection stays open and the body keeps coming: an answer must not wait for EOF.
+    request = post_head(emu, "/lens/sessions/create", key=key, extra="Content-Length: -1\r\n")
+    status, _ = json_error(exchange(emu, request + b"x" * 100_000))
+    assert status == (400 if key else 401)
+
+
+@pytest.mark.parametrize("value", ["abc", "1e3", "0x10", " +5", "12 34", "1_000"])
+def test_non_numeric_content_length_gets_400_json(emu: LensEmulator, value: str) -> None:
+    request = post_head(
+        emu, "/lens/sessions/create", key=True, extra=f"Content-Length: {value}\r\n"
+    )
+    status, error = json_error(exchange(emu, request + b"{}"))
+    assert status == 400 and "Content-Length" in str(error["message"])
+
+
+def test_huge_content_length_gets_413_unread(emu: LensEmulator) -> None:
+    request = post_head(emu, "/lens/register", key=True, extra=f"Content-Length: {10**30}\r\n")
+    status, _ = json_error(exchange(emu, request + b"{" * 1000))
+    assert status == 413
+
+
+def test_a_chunked_request_body_gets_411_json(emu: LensEmulator) -> None:
+    extra = "Transfer-Encoding: chunked\r\n"
+    request = post_head(emu, "/lens/register", key=True, extra=extra) + b"2\r\n{}\r\n0\r\n\r\n"
+    status, _ = json_error(exchange(emu, request))
+    assert status == 411
+
+
+def test_a_request_without_a_key_spends_no_fault_budget_and_rewrites_no_header() -> None:
+    with LensEmulator(heartbeat_interval=0.1) as emu:
+        sid = emu.create_session()
+        response = open_stream(emu, sid, last_event_id=7)
+        response.close()
+        emu.set_faults(Faults(fail_next=1, fail_status=503), session_id=sid)
+        keyless = open_stream(emu, sid, headers={"Last-Event-ID": "99"})
+        assert keyless.status_code == 401
+        stats = emu.session_stats(sid)
+        assert stats.last_event_id == "7" and stats.consumer_requests == 1
+        assert stats.failures_injected == 0
+        # The budget is still there for the client that holds the key.
+        assert open_stream(emu, sid).status_code == 503
+
+
+BAD_BODIES = {
+    "nested arrays": b"[" * 100_000 + b"]" * 100_000,
+    "nested objects": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "not JSON": b"\xff\xfe not json",
+    "a JSON list": b"[1, 2]",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_BODIES))
+def test_a_bad_json_body_gets_400_json(emu: LensEmulator, name: str) -> None:
+    body = BAD_BODIES[name]
+    extra = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    status, _ = json_error(
+        exchange(emu, post_head(emu, "/lens/register", key=True, extra=extra) + body)
+    )
+    assert status == 400
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "session.update", "event_data": {"session_config": "fast"}},
+        {"type": "session.update", "event_data": {"session_config": [1, 2]}},
+        {"type": "input_stream.set", "event_data": {"stream_config": "file.csv"}},
+        {"type": "session.modify", "event_data": "HEALTHY"},
+        {"type": "session.status", "event_data": [1]},
+    ],
+)
+def test_bad_event_fields_get_400_json(emu: LensEmulator, event: dict[str, object]) -> None:
+    sid = emu.create_session()
+    body = json.dumps({"session_id": sid, "event": event}).encode()
+    extra = f"Content-Length: {len(body)}\r\n"
+    request = post_head(emu, "/lens/sessions/events/process", key=True, extra=extra) + body
+    status, _ = json_error(exchange(emu, request))
+    assert status == 400
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"PUT /api/lens/metadata HTTP/1.1", b"GARBAGE", b"GET /api/lens/metadata HTTP/9.9"],
+)
+def test_unusual_requests_get_a_json_answer_not_html(
+    emu: LensEmulator, request_line: bytes
+) -> None:
+    auth = f"Authorization: Bearer {emu.api_key}".encode()
+    status, _ = json_error(exchange(emu, request_line + b"\r\nHost: x\r\n" + auth + b"\r\n\r\n"))
+    assert 400 <= status < 600
+
+
+def test_a_stalled_request_head_or_body_times_out() -> None:
+    limits = ServerLimits(header_timeout=0.3, body_timeout=0.3)
+    with LensEmulator(limits=limits) as emu:
+        sock = socket.create_connection(("127.0.0.1", emu.port), timeout=5)
+        sock.sendall(b"GET /api/lens/metadata HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        assert read_raw(sock, timeout=5) == b""  # closed by the server, well before 5 s
+        sock.close()
+        head = post_head(emu, "/lens/register", key=True, extra="Content-Length: 100\r\n")
+        status, _ = json_error(exchange(emu, head + b'{"lens_config"'))
+        assert status == 408
+
+
+def test_connections_past_the_limit_get_503_json_at_once() -> None:
+    with LensEmulator(limits=ServerLimits(max_connections=3)) as emu:
+        idle = [socket.create_connection(("127.0.0.1", emu.port), timeout=5) for _ in range(3)]
+        try:
+            deadline = time.monotonic() + 5
+            while emu.stats.connections_open < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            status, error = json_error(exchange(emu, b"GET /api/lens/metadata HTTP/1.1\r\n\r\n"))
+            assert status == 503 and error["code"] == "too_many_connections"
+        finally:
+            for sock in idle:
+                sock.close()
+        # Once the idle ones are gone, the emulator serves again.
+        deadline = time.monotonic() + 5
+        while emu.stats.connections_open and time.monotonic() < deadline:
+            time.sleep(0.01)
+        answer = requests.get(emu.base_url + "/lens/metadata", headers=emu.headers, timeout=5)
+        assert answer.status_code == 200
+
+
+def test_destroyed_sessions_are_freed_past_the_retention() -> None:
+    with LensEmulator() as emu:
+        for _ in range(130):
+            emu.destroy(emu.create_session())
+        assert emu.stats.sessions <= 100  # the default keeps the last 100 destroyed
+        running = emu.create_session()
+        assert running in emu.session_ids
+    with LensEmulator(retain_seconds=0.0) as emu:
+        ended = emu.create_session()
+        emu.destroy(ended)
+        emu.create_session()
+        with pytest.raises(UnknownSession):
+            emu.session_stats(ended)
+
+
+# --- the API as the vendor's examples call it -------------------------------------------------
+
+
+def api(emu: LensEmulator, method: str, path: str, **kwargs: object) -> requests.Response:
+    return requests.request(method, emu.base_url + path, headers=emu.headers, timeout=5, **kwargs)
+
+
+def process_event(emu: LensEmulator, sid: str, event: dict[str, object]) -> dict[str, object]:
+    reply = api(
+        emu, "POST", "/lens/sessions/events/process", json={"session_id": sid, "event": event}
+    )
+    assert reply.status_code == 200
+    return reply.json()  # type: ignore[no-any-return]
+
+
+def test_input_n_shot_modify_streams_one_result_per_class(emu: LensEmulator) -> None:
+    sid = emu.create_session("machine-state", rate=0)
+    response = open_stream(emu, sid)
+    frames = frames_of(response)
+    take(frames, 1)  # sse.stream.start
+    event_data = {"input_n_shot": {"NORMAL": "n.csv", "WARNING": "w.csv"}, "csv_configs": {}}
+    reply = process_event(emu, sid, {"type": "session.modify", "event_data": event_data})
+    assert reply["type"] == "session.modify.response"
+    first = until_type(frames, "session.modify.result")[-1]
+    second = next(f for f in frames if f.type == "session.modify.result")
+    response.close()
+    classes = [f.json["event_data"]["query_metadata"]["class_name"] for f in (first, second)]
+    assert classes == ["NORMAL", "WARNING"]
+    settings = process_event(emu, sid, {"type": "session.get"})["event_data"]
+    assert settings["csv_configs"] == {} and "input_n_shot" not in settings
+
+
+def test_an_unknown_route_is_404_before_its_body_is_read(emu: LensEmulator) -> None:
+    reply = api(emu, "POST", "/lens/no-such-route", data=b"not json at all")
+    assert reply.status_code == 404
+    assert reply.json()["errors"][0]["code"] == "not_found"
+    assert api(emu, "POST", "/lens/metadata", data=b"x").status_code == 405
+
+
+def test_a_registered_lens_runs_the_scripted_lens_its_config_names(emu: LensEmulator) -> None:
+    def register(config: dict[str, object]) -> requests.Response:
+        return api(emu, "POST", "/lens/register", json={"lens_config": config})
+
+    unknown = register({"lens_name": "mine", "emulator_lens": "no-such-lens"})
+    assert unknown.status_code == 400
+    message = unknown.json()["errors"][0]["message"]
+    assert "no-such-lens" in message and "machine-state" in message
+    chosen = register({"lens_name": "mine", "emulator_lens": "alert"}).json()
+    assert chosen["emulator_lens"] == "alert"
+    # No emulator_lens and a name that is no scripted lens: the default scripted lens, which
+    # produces results (the manual lens would produce nothing).
+    default = register({"lens_name": "Custom Activity Monitor"}).json()
+    assert default["emulator_lens"] == "activity-monitor"
+    created = api(emu, "POST", "/lens/sessions/create", json={"lens_id": default["lens_id"]})
+    sid = created.json()["session_id"]
+    assert emu.session_stats(sid).lens == "activity-monitor"
+
+
+def test_session_records_carry_last_update_timestamp(emu: LensEmulator) -> None:
+    before = time.time()
+    sid = emu.create_session("machine-state", rate=0)
+    (record,) = api(emu, "GET", "/lens/sessions/metadata", params={"session_id": sid}).json()
+    created_at = record["last_update_timestamp"]
+    assert before <= created_at <= time.time()
+    emu.step(sid, 1)
+    (record,) = api(emu, "GET", "/lens/sessions/metadata", params={"session_id": sid}).json()
+    assert record["last_update_timestamp"] >= created_at
+
+
+# --- the state has one home ---------------------------------------------------------------------
+
+
+def test_the_handler_serves_a_registry_without_the_facade() -> None:
+    import ast
+    from pathlib import Path
+
+    from rxlens.emulator import LENSES
+    from rxlens.emulator._registry import Registry
+    from rxlens.emulator._server import EmulatorServer
+    from rxlens.emulator._stream import StreamConfig
+
+    for name in ("_server.py", "_registry.py"):
+        tree = ast.parse((Path(rxlens_emulator_dir()) / name).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "rxlens.emulator._emulator" not in imported, name
+    registry = Registry(
+        api_keys=["k"],
+        stream_config=StreamConfig(5.0, 60.0, "live", "mixed"),
+        log_size=10,
+        max_sessions=None,
+        unknown_session="404",
+        faults=None,
+        seed=1,
+    )
+    server = EmulatorServer(("127.0.0.1", 0), registry)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api/lens/metadata"
+        answer = requests.get(url, headers={"Authorization": "Bearer k"}, timeout=5)
+        assert len(answer.json()) == len(LENSES)
+    finally:
+        server.shutdown()
+        server.server_close()
+        registry.close_sessions()
+        thread.join(5.0)
+
+
+def rxlens_emulator_dir() -> str:
+    import rxlens.emulator
+
+    return os.path.dirname(rxlens.emulator.__file__)
+
+
+# --- every request gets a JSON answer, as a law ---------------------------------------------------
+
+#: Keys the handlers read, so generated objects reach them, and any other text.
+KEYS = st.sampled_from(
+    ["session_config", "stream_config", "stream_type", "input_n_shot", "class_name", "focus"]
+) | st.text(max_size=8)
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
+    max_leaves=8,
+)
+EVENT_TYPES = st.sampled_from(
+    [
+        "session.status",
+        "session.get",
+        "session.modify",
+        "session.update",
+        "model.query",
+        "input_stream.set",
+        "output_stream.set",
+        "session.validate",
+        "nonsense",
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def shared_emu() -> LensEmulator:
+    # A short body timeout: a Content-Length larger than the body sent is answered 408 soon.
+    with LensEmulator(heartbeat_interval=1.0, limits=ServerLimits(body_timeout=0.2)) as e:
+        yield e
+
+
+@settings(max_examples=60, deadline=None)
+@given(event_type=EVENT_TYPES, data=JSON_VALUES, extra=JSON_VALUES)
+def test_any_event_gets_a_json_answer_never_a_server_error(
+    shared_emu: LensEmulator, event_type: str, data: object, extra: object
+) -> None:
+    emu = shared_emu
+    sid = emu.session_ids[0] if emu.session_ids else emu.create_session("machine-state", rate=0)
+    event = {"type": event_type, "event_data": data, "extra": extra}
+    reply = api(
+        emu, "POST", "/lens/sessions/events/process", json={"session_id": sid, "event": event}
+    )
+    assert reply.status_code in (200, 400), reply.text
+    body = reply.json()
+    assert ("errors" in body) == (reply.status_code == 400)
+
+
+@settings(max_examples=60, deadline=None)
+@given(length=st.text(max_size=12), body=st.binary(max_size=64))
+def test_any_content_length_gets_an_answer(
+    shared_emu: LensEmulator, length: str, body: bytes
+) -> None:
+    emu = shared_emu
+    value = length.encode("latin-1", "replace").replace(b"\r", b"").replace(b"\n", b"")
+    head = post_head(emu, "/lens/register", key=True, extra="")[:-2]
+    raw = exchange(emu, head + b"Content-Length: " + value + b"\r\n\r\n" + body)
+    status = int(raw.split(b" ", 2)[1])
+    assert status in (200, 400, 408, 413), raw[:200]
+    assert raw.partition(b"\r\n\r\n")[2].startswith(b"{")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rxlens.cli._common import CONTROL_TYPES, StatusPrinter, port_number, start_emulator
+from rxlens.cli._serve import check_host
 from rxlens.errors import ConfigurationError
 from rxlens.events import SESSION_FAILED, LensEvent, to_json
 from rxlens.recording import read_recording
@@ -59,7 +60,11 @@ def register(subparsers: Any) -> None:
     pace.add_argument(
         "--max-speed", action="store_true", help="as fast as the readers take the events"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; another interface needs --api-key)",
+    )
     parser.add_argument(
         "--port", type=port_number, default=0, help="TCP port (default: any free one)"
     )
@@ -125,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.max_speed and not args.speed > 0:
         raise ConfigurationError("--speed must be positive")
+    check_host(args.host, args.api_key)
     say = StatusPrinter(prefix="rxlens replay")
     tracks, skipped = load(args.file)
     speed = None if args.max_speed else float(args.speed)

@@ -7,13 +7,13 @@ because the user needs it to connect; it is never logged.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 import threading
+import time
 from typing import Any
 
 from rxlens.cli._common import port_number, start_emulator
-from rxlens.emulator import LENSES, Faults, LensEmulator
+from rxlens.emulator import LENSES, Faults, LensEmulator, is_loopback
 from rxlens.errors import ConfigurationError
 
 
@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
             "  rxlens serve\n"
             "  rxlens serve --lens machine-state --rate 5 --seed 1\n"
             "  rxlens serve --port 0 --faults drop_after=20,fail_next=2,fail_status=429\n"
-            "  rxlens serve --host 0.0.0.0 --api-key my-chosen-key\n\n"
+            "  rxlens serve --host 0.0.0.0 --api-key my-chosen-key\n"
+            "  rxlens serve --cors http://localhost:5173 --no-auth   # a browser demo\n\n"
             "Faults: comma-separated name=value pairs, e.g. "
             "--faults drop_after=20,fail_next=2,fail_status=429. Names: "
             "drop_after drop_rate drops stall_after stall_for stalls fail_next fail_status "
@@ -62,28 +63,50 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--replay", choices=("live", "all"), default="live", help="what a new reader sees first"
     )
+    parser.add_argument(
+        "--cors",
+        default=None,
+        metavar="ORIGIN",
+        help="let a web page from ORIGIN (e.g. http://localhost:5173, or *) call the emulator",
+    )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="accept requests without a key (loopback --host only; for browser EventSource)",
+    )
     parser.set_defaults(func=run)
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
+def check_host(host: str, api_key: str | None, *, no_auth: bool = False) -> None:
+    """Refuse to serve where other machines reach it with a generated key or without a key.
+
+    One rule for every command that serves (``serve``, ``replay``).
+
+    Raises:
+        ConfigurationError: a non-loopback ``host`` without ``--api-key``, or with
+            ``--no-auth``.
+    """
+    if is_loopback(host):
+        return
+    if no_auth:
+        raise ConfigurationError(
+            f"refusing --no-auth on {host}: other machines could reach it; --no-auth is for "
+            "the default --host 127.0.0.1 only"
+        )
+    if not api_key:
+        # A generated key is printed to the terminal: on an interface other machines reach,
+        # the operator must choose the key deliberately.
+        raise ConfigurationError(
+            f"refusing to listen on {host} with a generated key: other machines could "
+            "reach it; choose a key with --api-key, or keep the default --host 127.0.0.1"
+        )
 
 
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
     """Serve until Ctrl-C (or until ``stop`` is set, for embedding)."""
-    if not is_loopback(args.host) and not args.api_key:
-        # A generated key is printed to the terminal: on an interface other machines reach,
-        # the operator must choose the key deliberately.
-        raise ConfigurationError(
-            f"refusing to listen on {args.host} with a generated key: other machines could "
-            "reach it; choose a key with --api-key, or keep the default --host 127.0.0.1"
-        )
+    no_auth = bool(getattr(args, "no_auth", False))
+    cors = getattr(args, "cors", None)
+    check_host(args.host, args.api_key, no_auth=no_auth)
     faults = Faults.parse(args.faults) if args.faults else None
     emulator = LensEmulator(
         host=args.host,
@@ -94,16 +117,52 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         replay=args.replay,
         faults=faults,
         seed=args.seed,
+        require_auth=not no_auth,
+        cors_origin=cors,
     )
     start_emulator(emulator, args.host, args.port)
     with emulator:
         session_id = emulator.create_session(args.lens, rate=args.rate, seed=args.seed)
         print(f"Lens emulator serving at {emulator.base_url} (also {emulator.root_url}/v0.5)")
-        print(f"API key:    {emulator.api_key}")
+        if no_auth:
+            print("API key:    none needed (--no-auth)")
+        else:
+            print(f"API key:    {emulator.api_key}")
+        if cors:
+            print(f"CORS:       requests from {cors} allowed")
         print(f"Session id: {session_id} (lens {args.lens})")
         print(f"Stream:     curl -N -H 'Authorization: Bearer {emulator.api_key}' \\")
         print(f"              {emulator.consumer_url(session_id)}")
+        print(
+            f"Try:        rxlens tail {session_id} --base-url {emulator.base_url} "
+            f"--api-key {emulator.api_key}"
+        )
+        print(f"Or:         export ATAI_API_ENDPOINT={emulator.base_url}")
+        print(f"            export ATAI_API_KEY={emulator.api_key}")
         print("Press Ctrl-C to stop.", flush=True)
-        (stop or threading.Event()).wait()
+        try:
+            (stop or threading.Event()).wait()
+        finally:
+            end_streams(emulator)
     sys.stdout.flush()
     return 0
+
+
+def end_streams(emulator: LensEmulator, timeout: float = 2.0) -> None:
+    """Destroy every session so each open stream gets ``sse.stream.end`` before the socket
+    closes: a reader then stops at once instead of retrying a server that is gone."""
+    from rxlens.emulator import EmulatorError
+
+    session_ids = emulator.session_ids
+    for session_id in session_ids:
+        emulator.destroy(session_id)
+    deadline = time.monotonic() + timeout
+    for session_id in session_ids:
+        try:
+            emulator.wait_until(
+                session_id,
+                lambda stats: stats.readers_open == 0,
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+        except EmulatorError:
+            return  # a reader that does not leave is cut by close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from rxlens.emulator._emulator import LensEmulator
 from rxlens.emulator._errors import (
+    CAPACITY_MESSAGE,
     CapacityError,
     EmulatorError,
     EmulatorTimeout,
@@ -28,7 +29,7 @@ from rxlens.emulator._errors import (
 )
 from rxlens.emulator._faults import LARGE_EVENT_BYTES, Faults, MalformedKind
 from rxlens.emulator._lenses import LENSES, LensSpec
-from rxlens.emulator._server import CAPACITY_MESSAGE
+from rxlens.emulator._server import ServerLimits, is_loopback
 from rxlens.emulator._stats import EmulatorStats, ReaderStats, SessionStats
 
 __all__ = [
@@ -44,7 +45,9 @@ __all__ = [
     "LensSpec",
     "MalformedKind",
     "ReaderStats",
+    "ServerLimits",
     "SessionEnded",
     "SessionStats",
     "UnknownSession",
+    "is_loopback",
 ]

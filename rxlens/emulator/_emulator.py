@@ -4,65 +4,27 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from rxlens.emulator._errors import (
-    CapacityError,
     EmulatorError,
     EmulatorTimeout,
     SessionEnded,
-    UnknownSession,
 )
-from rxlens.emulator._faults import NO_FAULTS, ConnectionPlan, FaultBudget, Faults
-from rxlens.emulator._lenses import LENSES, LensSpec
-from rxlens.emulator._server import CAPACITY_MESSAGE, EmulatorServer
-from rxlens.emulator._sessions import (
-    SSE_WRITERS,
-    Session,
-    SessionDestroyed,
-    StatusStyle,
-    _Pull,
-)
+from rxlens.emulator._faults import FaultBudget, Faults
+from rxlens.emulator._lenses import LENSES
+from rxlens.emulator._registry import Registry, UnknownSessionMode
+from rxlens.emulator._server import EmulatorServer, ServerLimits, is_loopback
+from rxlens.emulator._sessions import Session, SessionDestroyed, StatusStyle, _Pull
 from rxlens.emulator._stats import EmulatorStats, SessionStats
 from rxlens.emulator._stream import Replay, StreamConfig
-from rxlens.emulator._ticker import Ticker
 
 Payload = Mapping[str, Any] | str | bytes
-UnknownSessionMode = Literal["404", "end"]
-
-
-@dataclass(slots=True)
-class _Lens:
-    lens_id: str
-    name: str
-    config: dict[str, Any]
-    spec: LensSpec
-    builtin: bool = False
-    deleted: bool = field(default=False)
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "lens_id": self.lens_id,
-            "lens_name": self.name,
-            "lens_status": "LENS_STATUS_REGISTERED",
-            "lens_config": self.config,
-        }
-
-
-def _builtin_config(spec: LensSpec) -> dict[str, Any]:
-    return {
-        "lens_name": spec.name,
-        "lens_description": spec.description,
-        "model_pipeline": [{"processor_name": "lens_emulator_processor", "processor_config": {}}],
-        "output_streams": [{"stream_type": "server_sent_events_writer"}],
-    }
 
 
 class LensEmulator:
@@ -86,6 +48,12 @@ class LensEmulator:
     - ``faults``: the global :class:`Faults` (sessions may have their own, which win).
     - ``seed``: makes session ids, reader ids and default session seeds reproducible.
     - ``status_style``: ``"mixed"`` (as observed), ``"plain"``, ``"enum"`` or ``"numeric"``.
+    - ``require_auth`` (``True``): ``False`` accepts requests without a key (loopback hosts
+      only, for browser demos); ``cors_origin``: the origin browsers may call it from.
+    - ``retain_destroyed`` (100) and ``retain_seconds`` (600): destroyed sessions stay readable
+      (their log, their counters) until more than that many were destroyed after them or that
+      long has passed, and no reader is attached; then they are freed.
+    - ``limits``: the server's :class:`ServerLimits` (connections, read timeouts, body size).
     """
 
     def __init__(
@@ -104,6 +72,11 @@ class LensEmulator:
         faults: Faults | None = None,
         seed: int | None = None,
         status_style: StatusStyle = "mixed",
+        require_auth: bool = True,
+        cors_origin: str | None = None,
+        retain_destroyed: int = 100,
+        retain_seconds: float = 600.0,
+        limits: ServerLimits | None = None,
     ) -> None:
         if heartbeat_interval <= 0 or idle_timeout <= 0:
             raise EmulatorError("heartbeat_interval and idle_timeout must be positive")
@@ -113,34 +86,57 @@ class LensEmulator:
             raise EmulatorError(f"unknown_session must be '404' or 'end', got {unknown_session!r}")
         if log_size < 1:
             raise EmulatorError("log_size must be >= 1")
+        if not require_auth and not is_loopback(host):
+            # Without a key anyone who reaches the socket drives the emulator.
+            raise EmulatorError(f"require_auth=False is for loopback only, not host {host!r}")
         self._host = host
         self._requested_port = port
         self._api_key = api_key or "emu-" + secrets.token_hex(12)
-        self._keys = (self._api_key, *api_keys)
         self.heartbeat_interval = heartbeat_interval
         self.idle_timeout = idle_timeout
         self.log_size = log_size
         self.replay: Replay = replay
-        self.unknown_session: UnknownSessionMode = unknown_session
-        self.max_sessions = max_sessions
-        self.status_style: StatusStyle = status_style
         self.seed = seed
-        self._stream_config = StreamConfig(heartbeat_interval, idle_timeout, replay, status_style)
-        self._rng = random.Random(seed) if seed is not None else random.SystemRandom()
-        self._lock = threading.Lock()
-        self._sessions: dict[str, Session] = {}
-        self._lenses: dict[str, _Lens] = {}
-        for spec in LENSES.values():
-            lens_id = f"lns-emu-{spec.name}"
-            self._lenses[lens_id] = _Lens(lens_id, spec.name, _builtin_config(spec), spec, True)
-        self._global_budget = FaultBudget(faults or NO_FAULTS)
-        self._global_faults = faults
-        self._counters = {"requests": 0, "unauthorized": 0, "not_found": 0}
-        self._closing = threading.Event()
-        self._ticker = Ticker()
+        self.cors_origin = cors_origin
+        self.limits = limits or ServerLimits()
+        self._registry = Registry(
+            api_keys=(self._api_key, *api_keys),
+            stream_config=StreamConfig(heartbeat_interval, idle_timeout, replay, status_style),
+            log_size=log_size,
+            max_sessions=max_sessions,
+            unknown_session=unknown_session,
+            faults=faults,
+            seed=seed,
+            require_auth=require_auth,
+            retain_destroyed=retain_destroyed,
+            retain_seconds=retain_seconds,
+        )
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+
+    @property
+    def max_sessions(self) -> int | None:
+        """Running sessions allowed (``None``: no limit); may be changed while serving."""
+        return self._registry.max_sessions
+
+    @max_sessions.setter
+    def max_sessions(self, value: int | None) -> None:
+        self._registry.max_sessions = value
+
+    @property
+    def unknown_session(self) -> UnknownSessionMode:
+        """How the consumer endpoint answers an unknown session (``"404"`` or ``"end"``)."""
+        return self._registry.unknown_session
+
+    @unknown_session.setter
+    def unknown_session(self, value: UnknownSessionMode) -> None:
+        self._registry.unknown_session = value
+
+    @property
+    def status_style(self) -> StatusStyle:
+        """How session statuses are spelled on the wire."""
+        return self._registry.status_style
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -150,7 +146,12 @@ class LensEmulator:
             raise EmulatorError("this emulator is closed; create a new one")
         if self._server is not None:
             return self
-        server = EmulatorServer((self._host, self._requested_port), self)
+        server = EmulatorServer(
+            (self._host, self._requested_port),
+            self._registry,
+            limits=self.limits,
+            cors_origin=self.cors_origin,
+        )
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
@@ -166,11 +167,7 @@ class LensEmulator:
         if self._closed:
             return
         self._closed = True
-        self._closing.set()
-        self._ticker.close()
-        for session in list(self._sessions.values()):
-            with session.cond:
-                session.cond.notify_all()
+        self._registry.close_sessions()
         server = self._server
         if server is not None:
             server.shutdown()  # stop accepting first, so no connection slips in after abort
@@ -194,7 +191,7 @@ class LensEmulator:
     def __repr__(self) -> str:  # never shows the key
         state = "closed" if self._closed else ("serving" if self._server else "not started")
         where = f" {self.base_url}" if self._server and not self._closed else ""
-        return f"<LensEmulator {state}{where} sessions={len(self._sessions)}>"
+        return f"<LensEmulator {state}{where} sessions={len(self._registry.sessions())}>"
 
     # --- addresses --------------------------------------------------------------------------
 
@@ -217,10 +214,6 @@ class LensEmulator:
     def base_url(self) -> str:
         """The API base URL, ``http://127.0.0.1:<port>/api`` (``/v0.5`` works too)."""
         return self.root_url + "/api"
-
-    @property
-    def _ws_base(self) -> str:
-        return f"ws://{self._host}:{self.port}/api"
 
     @property
     def api_key(self) -> str:
@@ -258,12 +251,14 @@ class LensEmulator:
         ``options`` tune the lens (see :mod:`rxlens.emulator._lenses`), ``seed`` fixes its
         output, ``faults`` are this session's own faults.
         """
-        self._require_server()
-        entry = self._find_lens(lens) or self._find_lens(f"lns-emu-{lens}")
+        server = self._require_server()
+        registry = self._registry
+        entry = registry.find_lens(lens) or registry.find_lens(f"lns-emu-{lens}")
         if entry is None:
             raise EmulatorError(f"unknown lens {lens!r}; scripted lenses: {', '.join(LENSES)}")
-        session, _ = self._create(
+        session, _ = registry.create_session(
             entry,
+            ws_base=server.ws_base,
             rate=rate,
             seed=seed,
             count=count,
@@ -274,10 +269,7 @@ class LensEmulator:
         return session.session_id
 
     def _session(self, session_id: str) -> Session:
-        try:
-            return self._sessions[session_id]
-        except KeyError:
-            raise UnknownSession(f"no session {session_id!r}") from None
+        return self._registry.session(session_id)
 
     def push(self, session_id: str, payload: Payload) -> int:
         """Send one event to every reader of a session; returns its event id.
@@ -354,7 +346,7 @@ class LensEmulator:
                 except SessionDestroyed:
                     return None
 
-        self._ticker.schedule(start, job)
+        self._registry.ticker.schedule(start, job)
 
     def destroy(self, session_id: str) -> None:
         """Destroy a session: its open streams end with ``sse.stream.end``."""
@@ -376,8 +368,8 @@ class LensEmulator:
 
     @property
     def session_ids(self) -> list[str]:
-        """Every session id, oldest first (destroyed ones included)."""
-        return list(self._sessions)
+        """Every session id, oldest first (destroyed ones included while retained)."""
+        return [s.session_id for s in self._registry.sessions()]
 
     # --- faults -----------------------------------------------------------------------------
 
@@ -388,8 +380,7 @@ class LensEmulator:
         keep the faults they started with.
         """
         if session_id is None:
-            self._global_faults = faults
-            self._global_budget = FaultBudget(faults or NO_FAULTS)
+            self._registry.set_global_faults(faults)
             return
         session = self._session(session_id)
         with session.cond:
@@ -399,25 +390,8 @@ class LensEmulator:
     def get_faults(self, session_id: str | None = None) -> Faults | None:
         """The faults set globally, or for one session."""
         if session_id is None:
-            return self._global_faults
+            return self._registry.global_faults
         return self._session(session_id).faults
-
-    def _budget_for(self, session: Session | None) -> FaultBudget:
-        if session is not None and session.budget is not None:
-            return session.budget
-        return self._global_budget
-
-    def _faults_for(self, session: Session | None) -> Faults:
-        return self._budget_for(session).faults
-
-    def _take_failure(self, session: Session | None) -> tuple[int, float | None] | None:
-        return self._budget_for(session).take_failure()
-
-    def _plan_for(self, session: Session, connection: int) -> ConnectionPlan:
-        # The connection's generator depends on the session's seed and the connection number
-        # only, so a seeded run injects the same faults at the same places.
-        rng = random.Random(f"{session.seed}:{connection}")
-        return self._budget_for(session).plan(rng)
 
     # --- waiting and counters ---------------------------------------------------------------
 
@@ -460,12 +434,10 @@ class LensEmulator:
     def stats(self) -> EmulatorStats:
         """Counters of the whole emulator."""
         server = self._server
-        sessions = list(self._sessions.values())
-        failures = self._global_budget.failures_served + sum(
-            s.budget.failures_served for s in sessions if s.budget is not None
-        )
-        with self._lock:
-            counters = dict(self._counters)
+        registry = self._registry
+        sessions = registry.sessions()
+        failures = registry.failures_served()
+        counters = registry.counters()
         return EmulatorStats(
             requests=counters["requests"],
             unauthorized=counters["unauthorized"],
@@ -477,104 +449,3 @@ class LensEmulator:
             sessions=len(sessions),
             sessions_running=sum(1 for s in sessions if not s.destroyed),
         )
-
-    # --- used by the HTTP handler -----------------------------------------------------------
-
-    def _count(self, name: str) -> None:
-        with self._lock:
-            self._counters[name] += 1
-
-    def _hex(self, n: int) -> str:
-        return f"{self._rng.getrandbits(4 * n):0{n}x}"
-
-    def _new_reader_id(self) -> str:
-        return self._hex(16)
-
-    def _new_error_uid(self) -> str:
-        return "err-" + self._hex(12)
-
-    def _find_lens(self, lens_id: str) -> _Lens | None:
-        lens = self._lenses.get(lens_id)
-        return None if lens is None or lens.deleted else lens
-
-    def _lenses_snapshot(self) -> list[_Lens]:
-        with self._lock:
-            return [lens for lens in self._lenses.values() if not lens.deleted]
-
-    def _register_lens(self, config: dict[str, Any]) -> _Lens:
-        name = str(config.get("lens_name") or "custom-lens")
-        script = config.get("emulator_lens", name)
-        spec = LENSES.get(str(script), LENSES["manual"])
-        with self._lock:
-            lens = _Lens("lns-" + self._hex(16), name, dict(config), spec)
-            self._lenses[lens.lens_id] = lens
-        return lens
-
-    def _delete_lens(self, lens_id: str) -> _Lens | None:
-        with self._lock:
-            lens = self._lenses.get(lens_id)
-            if lens is None or lens.deleted:
-                return None
-            lens.deleted = True
-            return lens
-
-    def _running_sessions(self) -> int:
-        return sum(1 for s in list(self._sessions.values()) if not s.destroyed)
-
-    def _create(
-        self,
-        lens: _Lens,
-        *,
-        rate: float | None,
-        seed: int | None,
-        count: int | None,
-        options: Mapping[str, Any] | None,
-        faults: Faults | None = None,
-        destroy_when_done: bool = False,
-    ) -> tuple[Session, dict[str, Any]]:
-        spec = lens.spec
-        rate = spec.default_rate if rate is None else rate
-        if rate < 0:
-            raise EmulatorError("rate must be >= 0")
-        opts = dict(options or {})
-        if rate > 0:
-            opts.setdefault("period", 1.0 / rate)
-        with self._lock:
-            # Checked under the lock so concurrent creates cannot overshoot the limit.
-            if self.max_sessions is not None and self._running_sessions() >= self.max_sessions:
-                raise CapacityError(CAPACITY_MESSAGE)
-            session_seed = seed if seed is not None else self._rng.getrandbits(32)
-            session_id = "lsn-" + self._hex(16)
-            session = Session(
-                session_id=session_id,
-                lens_id=lens.lens_id,
-                spec=spec,
-                options=opts,
-                rate=rate,
-                seed=session_seed,
-                log_size=self.log_size,
-                count=count,
-                destroy_when_done=destroy_when_done,
-                faults=faults,
-                budget=None if faults is None else FaultBudget(faults),
-            )
-            for stream in lens.config.get("output_streams") or []:
-                if isinstance(stream, dict) and stream.get("stream_type"):
-                    session.output_to_sse = stream["stream_type"] in SSE_WRITERS
-            self._sessions[session_id] = session
-        # The create response shows the session as registered; it runs from then on.
-        record = session.record(self.status_style, self._ws_base, context="create")
-        session.status = "RUNNING"
-        if spec.script is not None and rate > 0:
-            period = 1.0 / rate
-
-            def job(due: float) -> float | None:
-                if session.destroyed or self._closing.is_set():
-                    return None
-                session.step(1)
-                if session.destroyed or session.done:
-                    return None
-                return due + period
-
-            self._ticker.schedule(time.monotonic() + period, job)
-        return session, record

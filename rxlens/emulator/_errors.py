@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from rxlens.errors import RxLensError
 
+#: What the Lens API answers (in a 2xx body) when no lens runner is free; ``max_sessions`` in
+#: the emulator.
+CAPACITY_MESSAGE = "Failed to allocate lens runner - try stopping an older session!"
+
 
 class EmulatorError(RxLensError):
     """The emulator was asked something it cannot do."""

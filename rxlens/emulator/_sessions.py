@@ -37,6 +37,10 @@ _NUMERIC = {
 #: Spellings of the SSE writer seen in lens configs and ``output_stream.set`` events.
 SSE_WRITERS = frozenset({"server_sent_events_writer", "server_side_events_writer", "sse_writer"})
 
+#: ``session.modify`` keys that carry training examples by class name (``input_n_shot`` is what
+#: the vendor's Machine State example sends).
+_TRAINING_KEYS = ("input_n_shot", "n_shot", "examples")
+
 
 def status_string(status: str, style: StatusStyle, *, context: str = "") -> str:
     """The wire spelling of a status name (``"RUNNING"``) in the given style.
@@ -146,6 +150,13 @@ class Session:
     readers: dict[str, Reader] = field(default_factory=dict)
     closed_readers: deque[Reader] = field(default_factory=lambda: deque(maxlen=1000))
     pull: _Pull | None = None
+    queries: int = 0
+    #: The lens's model parameters as ``session.get`` shows them; ``session.modify`` merges in.
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: ``time.time()`` of the last change a client can see (an output, a status, a modify).
+    updated_at: float = field(default_factory=time.time)
+    #: ``time.monotonic()`` of the destroy, for the registry's retention.
+    destroyed_at: float | None = None
 
     def __post_init__(self) -> None:
         self.log = EventLog(self.log_size)
@@ -168,6 +179,7 @@ class Session:
         if self.destroyed:
             raise SessionDestroyed(self.session_id)
         self.num_outputs += 1
+        self.updated_at = time.time()
         if lens_output and not self.output_to_sse:
             return 0  # the lens writes to the session.read mailbox, which is not emulated
         event_id = self.log.append(data)
@@ -194,15 +206,28 @@ class Session:
         return self.count is not None and self.scripted_index >= self.count
 
     def modify(self, event_data: Mapping[str, Any]) -> list[int]:
-        """Acknowledge a ``session.modify`` on the stream: one result per training class."""
+        """Apply a ``session.modify``: merge its settings (``focus``, ``csv_configs``, ...) into
+        what ``session.get`` shows, and acknowledge each training class on the stream with a
+        ``session.modify.result`` (classes from ``input_n_shot``, ``n_shot``, ``examples`` or
+        ``class_name``)."""
         classes: list[str] = []
         if isinstance(event_data.get("class_name"), str):
             classes.append(event_data["class_name"])
-        for key in ("n_shot", "examples"):
+        for key in _TRAINING_KEYS:
             value = event_data.get(key)
             if isinstance(value, Mapping):
                 classes.extend(str(name) for name in value)
+        with self.cond:
+            for key, value in event_data.items():
+                if key not in _TRAINING_KEYS and key != "class_name":
+                    self.settings[key] = value
+            self.updated_at = time.time()
         return [self.append(modify_result(name), lens_output=True) for name in classes]
+
+    def set_status(self, status: str) -> None:
+        with self.cond:
+            self.status = status
+            self.updated_at = time.time()
 
     def pull_more_locked(self, limit: int) -> None:
         """Append up to ``limit`` playback payloads (caller holds ``cond``)."""
@@ -228,6 +253,8 @@ class Session:
     def _destroy_locked(self) -> None:
         if not self.destroyed:
             self.destroyed = True
+            self.destroyed_at = time.monotonic()
+            self.updated_at = time.time()
             self.status = "DESTROYED"
             self.pull = None
             self.cond.notify_all()
@@ -256,6 +283,7 @@ class Session:
             "session_endpoint": f"{base_ws}/lens/sessions/{self.session_id}",
             "session_duration_sec": round(time.monotonic() - self.created_monotonic, 3),
             "num_outputs": self.num_outputs,
+            "last_update_timestamp": self.updated_at,
         }
 
     def snapshot(self, failures_injected: int) -> SessionStats:
