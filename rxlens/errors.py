@@ -324,3 +324,23 @@ class FleetTimeout(RxLensError, TimeoutError):
         self.pending = pending
         shown = ", ".join(pending[:5]) + (" ..." if len(pending) > 5 else "")
         super().__init__(f"{len(pending)} session(s) still reading after {timeout:g} s: {shown}")
+
+
+# --- recordings --------------------------------------------------------------------------------
+
+
+class RecordingError(RxLensError):
+    """A recording cannot be written or read."""
+
+
+class RecordingFormatError(RecordingError, ValueError):
+    """A line of a recording is not a valid record (the message names the file and line).
+
+    ``line`` is the line's number (from 1) when the error comes from reading a file.
+    """
+
+    line: int | None = None
+
+
+class RecordingIOError(RecordingError, OSError):
+    """A recording file cannot be opened, written or read."""

@@ -127,7 +127,7 @@ def subscribe(
     default each item is printed (a Lens event as one readable line) and an error is
     printed as one line. Returns a :class:`Subscription`; :func:`stop_all` stops it too.
     """
-    from rxlens.cli._common import format_line
+    from rxlens._format import format_line
 
     def show(item: Any) -> None:
         print(format_line(item) if isinstance(item, LensEvent) else item)
@@ -338,7 +338,7 @@ def _ipython_display() -> Callable[..., Any]:
 
 def _line(item: Any) -> str:
     if isinstance(item, LensEvent):
-        from rxlens.cli._common import format_line
+        from rxlens._format import format_line
 
         return format_line(item, with_session=item.session_id is not None)
     return str(item)

@@ -5,9 +5,10 @@
 - :func:`to_dataframe` collects (or takes a list) and builds a DataFrame, one row per event.
   pandas is an optional extra: ``pip install 'rxlens[pandas]'`` (from a clone:
   ``pip install -e '.[pandas]'``; the error names the one that fits, see :func:`install_hint`).
-- :func:`to_jsonl` is an *operator*: it writes each event to a recording as it passes and
-  hands the event on unchanged, so recording composes with any pipeline. Read a recording back
-  with :func:`rxlens.recording.replay` (format: :mod:`rxlens.recording`).
+- :func:`to_jsonl` is an *operator* (it lives in :mod:`rxlens.operators` and is re-exported
+  here): it writes each event to a recording as it passes and hands the event on unchanged, so
+  recording composes with any pipeline. Read a recording back with
+  :func:`rxlens.recording.replay` (format: :mod:`rxlens.recording`).
 """
 
 from __future__ import annotations
@@ -16,25 +17,17 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from reactivex import Observable, abc
 from reactivex import operators as ops
-from reactivex.disposable import CompositeDisposable, Disposable
 
 from rxlens._deprecation import module_getattr
 from rxlens.errors import CollectTimeout, MissingDependency
-from rxlens.events import LensEvent
-from rxlens.recording import (
-    RecordingError,
-    RecordingIOError,
-    StrPath,
-    encode_record,
-    open_for_writing,
-)
+from rxlens.operators import to_jsonl
 
 if TYPE_CHECKING:
     import pandas
@@ -257,97 +250,6 @@ def install_hint(extra: str, dist: _Distribution | None = None) -> str:
         editable = "-e " if dir_info.get("editable") else ""
         return f"pip install {editable}'.[{extra}]' (in {where})"
     return f"pip install {extra}"
-
-
-# --- to_jsonl -----------------------------------------------------------------------------------
-
-
-def to_jsonl(
-    path: StrPath, *, append: bool = False
-) -> Callable[[Observable[LensEvent]], Observable[LensEvent]]:
-    """An operator that records every event to a JSONL file and passes it on unchanged.
-
-    Each subscription opens ``path`` (emptied first unless ``append=True``; a new file is
-    created readable by its owner only, mode 0600), writes one record per event in the format
-    of :mod:`rxlens.recording`, flushes after every line *before* handing the event on (so an
-    event seen downstream is already in the file), and closes the file on completion, error or
-    disposal. Flushing hands each line to the operating system; it does not ``fsync``.
-
-    A write failure, or an item that is not a :class:`~rxlens.events.LensEvent`, ends the
-    stream with :class:`~rxlens.recording.RecordingError` (the upstream is disposed); a file
-    that cannot be opened errors the subscription at once. Writes are serialised by a lock.
-
-    Marble diagram::
-
-        source:           -a-b-|
-        to_jsonl(path):   -a-b-|      (a and b written to path before being emitted)
-
-    Record a merged stream and replay it later::
-
-        merged.pipe(to_jsonl("run.jsonl"), window_results(count=10), majority_vote())
-        replay("run.jsonl").pipe(window_results(count=10), majority_vote())
-    """
-
-    def operator(source: Observable[LensEvent]) -> Observable[LensEvent]:
-        def subscribe(
-            observer: abc.ObserverBase[LensEvent], scheduler: abc.SchedulerBase | None = None
-        ) -> abc.DisposableBase:
-            try:
-                handle = open_for_writing(path, append=append)
-            except RecordingError as error:
-                observer.on_error(error)
-                return Disposable()
-            lock = threading.Lock()
-            stopped = False
-
-            def close() -> bool:
-                # True for the caller that closed the file (and so may end the stream).
-                nonlocal stopped
-                with lock:
-                    if stopped:
-                        return False
-                    stopped = True
-                    handle.close()
-                    return True
-
-            def on_next(event: LensEvent) -> None:
-                with lock:
-                    if stopped:
-                        return
-                    try:
-                        handle.write(encode_record(event) + "\n")
-                        handle.flush()
-                    except RecordingError as error:
-                        failure: RecordingError | None = error
-                    except (OSError, ValueError) as error:
-                        failure = RecordingIOError(f"cannot write to the recording: {error}")
-                    else:
-                        failure = None
-                if failure is None:
-                    observer.on_next(event)
-                    return
-                upstream.dispose()
-                if close():
-                    observer.on_error(failure)
-
-            def on_error(error: Exception) -> None:
-                if close():
-                    observer.on_error(error)
-
-            def on_completed() -> None:
-                if close():
-                    observer.on_completed()
-
-            def dispose() -> None:
-                close()
-
-            upstream = CompositeDisposable()
-            upstream.add(source.subscribe(on_next, on_error, on_completed, scheduler=scheduler))
-            return CompositeDisposable(upstream, Disposable(dispose))
-
-        return Observable(subscribe)
-
-    return operator
 
 
 #: The old name stays one release, with a warning (once).

@@ -46,6 +46,7 @@ LAYERS: list[tuple[str, float]] = [
     ("rxlens._event_types", EVENTS),
     ("rxlens._event_decoding", EVENTS),
     ("rxlens._format", EVENTS),
+    ("rxlens._record_format", EVENTS),
     ("rxlens.analytics", OPERATORS),
     ("rxlens.operators", OPERATORS),
     ("rxlens.operators.", OPERATORS),

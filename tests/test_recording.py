@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from reactivex import operators as ops
 from reactivex.testing import ReactiveTest, TestScheduler
 
-import rxlens.recording as recording_module
 from rxlens.errors import RecordedSessionError, RxLensError
 from rxlens.events import (
     Heartbeat,
@@ -340,15 +339,12 @@ def test_replay_waits_out_any_gap_without_overflowing_the_scheduler(tmp_path: Pa
     assert [(m.time, m.value.kind) for m in res.messages] == [(200, "N")]
 
 
-def test_a_line_too_long_to_be_a_record_is_refused_unread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(recording_module, "MAX_LINE_CHARS", 1000, raising=False)
+def test_a_line_too_long_to_be_a_record_is_refused_unread(tmp_path: Path) -> None:
     path = tmp_path / "long.jsonl"
     result = {"type": "inference.result", "event_data": {"response": ["x"]}}
     good = encode_record(from_payload(result))
     path.write_text(good + "\n" + "x" * 5000 + "\n" + good + "\n", encoding="utf-8")
-    events = read_recording(path)
+    events = read_recording(path, max_line_chars=1000)
     assert next(events).type == "inference.result"
     with pytest.raises(RecordingFormatError, match="longer than 1000 characters") as caught:
         next(events)

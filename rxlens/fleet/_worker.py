@@ -19,8 +19,9 @@ from reactivex import Observable
 from reactivex import operators as ops
 from reactivex.disposable import Disposable
 
+from rxlens._format import CONTROL_TYPES
 from rxlens.client import LensClient
-from rxlens.events import HEARTBEAT, STREAM_END, STREAM_START, LensEvent
+from rxlens.events import LensEvent
 from rxlens.fleet._store import CursorStore, Record
 from rxlens.recording import encode_record
 
@@ -28,12 +29,9 @@ log = logging.getLogger("rxlens.fleet")
 
 Pipeline = Callable[[Observable[LensEvent]], Observable[Any]]
 
-#: Frames about the connection, not the session's data: never committed by the default
-#: pipeline, and never counted against the guarantee (servers send them without ids).
-CONTROL_TYPES = frozenset({STREAM_START, HEARTBEAT, STREAM_END})
-
-
 def is_control(item: Any) -> bool:
+    """Frames about the connection, not the session's data: never committed by the default
+    pipeline, and never counted against the guarantee (servers send them without ids)."""
     return isinstance(item, LensEvent) and item.type in CONTROL_TYPES
 
 

@@ -36,6 +36,7 @@ from rxlens.operators._only_results import only_results
 from rxlens.operators._rate import rate
 from rxlens.operators._resume import resume
 from rxlens.operators._rising_edge import rising_edge
+from rxlens.operators._to_jsonl import to_jsonl
 from rxlens.operators._typed import typed
 from rxlens.operators._until_end import until_end
 from rxlens.operators._window_results import window_results
@@ -61,13 +62,6 @@ __all__ = [
 ]
 
 
-def _to_jsonl() -> object:
-    # to_jsonl lives with the sinks, which import the operators: imported on first use.
-    from rxlens.sinks import to_jsonl
-
-    return to_jsonl
-
-
 #: Names of the previous release, still served (with a DeprecationWarning, once) for one more.
 _DEPRECATED = {
     "count_labels": ("rxlens.analytics.label_counts", lambda: analytics.label_counts),
@@ -75,10 +69,7 @@ _DEPRECATED = {
     "mean_of_scores": ("rxlens.analytics.mean_scores", lambda: analytics.mean_scores),
     "default_label": ("rxlens.analytics.default_label", lambda: analytics.default_label),
 }
-_deprecated = module_getattr(__name__, _DEPRECATED, depth=1)
+_deprecated = module_getattr(__name__, _DEPRECATED)
 
 
-def __getattr__(name: str) -> object:
-    if name == "to_jsonl":
-        return _to_jsonl()
-    return _deprecated(name)
+__getattr__ = _deprecated
