@@ -35,9 +35,10 @@ def heartbeat_timeout(
     (:class:`rxlens._timers.SharedTimers`, so a thousand sessions do not hold a thousand timer
     threads). That thread only decides: the timeout itself (the subscriber's ``on_error``) is
     delivered on a short-lived thread of its own, so a subscriber that blocks in a callback
-    delays no other subscription's timeout. A lock per subscription serialises items and the timer, so an item arriving as the
-    timer fires is either delivered (and the timer re-armed) or dropped after the error, never
-    both; the timer is disposed on completion, error and disposal.
+    delays no other subscription's timeout. A lock per subscription serialises items and the
+    timeout, so an item arriving as the timer fires is either delivered (and the timer
+    re-armed) or dropped after the error, never both; the timer is disposed on completion,
+    error and disposal.
 
     Marble diagram (``heartbeat_timeout(3)``; one character is one second; ``h`` heartbeat,
     ``r`` result)::
