@@ -218,12 +218,16 @@ class LensClient:
 
         The building block of :meth:`events`; compose your own pipeline with it::
 
-            client.connect(sid).pipe(
-                heartbeat_timeout(15),   # before anything that drops heartbeats
-                resume(policy),          # upstream of any share()
+            source = client.connect(sid)
+            source.pipe(
+                heartbeat_timeout(15),                # before anything that drops heartbeats
+                resume(policy, cursor=source),        # upstream of any share()
                 until_end(),
                 only_results(),
             )
+
+        The source is the cursor: build this once per subscription (``reactivex.defer``) if
+        you subscribe it more than once, as :meth:`events` does.
         """
         source = SSESource(
             self.consumer_url(session_id),
