@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 import pytest
 import reactivex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reactivex import Observable
 from reactivex.testing import ReactiveTest, TestScheduler
 from reactivex.testing.recorded import Recorded
@@ -242,3 +244,62 @@ def test_max_id_length_can_be_raised() -> None:
 def test_bad_bounds_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         resume(**kwargs)
+
+
+# --- laws (Hypothesis) ------------------------------------------------------------------------
+
+
+def run_connections(scripts: list[list[Item]], **options: Any) -> list[Item]:
+    """Each script is one connection (dropped after its items, the last one completes)."""
+    scheduler = TestScheduler()
+    recorded = []
+    for n, script in enumerate(scripts):
+        end = on_completed(len(script) + 2) if n == len(scripts) - 1 else on_error(
+            len(script) + 2, DROP
+        )
+        recorded.append([*(on_next(1 + i, item) for i, item in enumerate(script)), end])
+    upstream = connections(scheduler, *recorded)
+    policy = RetryPolicy(base=1, jitter=0, max_attempts=len(scripts) + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = scheduler.start(
+            lambda: upstream.pipe(resume(policy, **options)), disposed=100_000
+        )
+    return delivered(result.messages)
+
+
+ids = st.one_of(st.none(), st.sampled_from(["1", "2", "3", "1700000000", "x"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.builds(Item, ids, st.text(max_size=3)), max_size=30))
+def test_law_one_connection_delivers_everything(items: list[Item]) -> None:
+    # Whatever the ids (repeated, missing), nothing on one connection is dropped.
+    assert run_connections([items]) == items
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.data())
+def test_law_unique_ids_with_any_replay_are_exactly_once(n: int, data: st.DataObject) -> None:
+    # Unique ids; the stream breaks at random points and each new connection starts anywhere
+    # at or before the cursor (a server that replays some, all, or none): exactly once, in order.
+    items = [Item(str(i), f"e{i}") for i in range(1, n + 1)]
+    cuts = sorted(data.draw(st.lists(st.integers(1, n), max_size=5)))
+    scripts, start = [], 0
+    for cut in [*cuts, n]:
+        replay_from = data.draw(st.integers(0, start))
+        scripts.append(items[replay_from:cut] if cut > start else items[replay_from:start])
+        start = max(start, cut)
+    assert run_connections(scripts) == items
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["1", "2", "3", "4"]), min_size=1, max_size=10),
+    st.lists(st.sampled_from(["1", "2", "3", "4"]), min_size=1, max_size=10),
+)
+def test_law_a_restarted_server_is_never_dropped(old: list[str], new: list[str]) -> None:
+    # After the reconnect every event is new (other content), whatever its id: all delivered.
+    first = [Item(i, f"old {n}") for n, i in enumerate(old)]
+    second = [Item(i, f"new {n}") for n, i in enumerate(new)]
+    assert run_connections([first, second]) == first + second
