@@ -13,7 +13,7 @@ import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Hashable
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
@@ -55,11 +55,11 @@ class Cursor(Protocol):
 
 def _content(item: object) -> Hashable:
     """What an item says (its ``raw`` or ``data`` text), to tell a replay from a reused id."""
-    for name in ("raw", "data"):
-        value = getattr(item, name, None)
-        if isinstance(value, str):
-            return hash(value)
-    return None
+    value = getattr(item, "raw", None)
+    if value.__class__ is str:
+        return hash(value)
+    value = getattr(item, "data", None)
+    return hash(value) if isinstance(value, str) else None
 
 
 def _numeric_before(key: str, cursor: str) -> bool:
@@ -79,49 +79,49 @@ def _show(key: str) -> str:
 
 class _Memory:
     """The (id, content) pairs one subscription delivered; the oldest go first, past a count
-    or a byte budget."""
+    or a byte budget.
 
-    __slots__ = ("_budget", "_bytes", "_count", "_ids", "_order", "_pairs")
+    Adding is the per-event cost, so it only appends; the lookup tables a replay check needs
+    are built when a reconnect opens a replay window (:meth:`window`), at most ``count``
+    entries once per reconnect.
+    """
+
+    __slots__ = ("_budget", "_bytes", "_count", "_order")
 
     def __init__(self, count: int, budget: int) -> None:
         self._count = count
         self._budget = budget
         self._bytes = 0
         self._order: deque[tuple[Hashable, Hashable]] = deque()
-        self._pairs: dict[tuple[Hashable, Hashable], int] = {}
-        self._ids: dict[Hashable, int] = {}
-
-    @staticmethod
-    def _size(key: Hashable) -> int:
-        return (len(key) if isinstance(key, str) else 0) + ENTRY_OVERHEAD
 
     def add(self, key: Hashable, content: Hashable) -> None:
-        if not self._count:
-            return
-        pair = (key, content)
-        self._order.append(pair)
-        self._pairs[pair] = self._pairs.get(pair, 0) + 1
-        self._ids[key] = self._ids.get(key, 0) + 1
-        self._bytes += self._size(key)
-        while self._order and (len(self._order) > self._count or self._bytes > self._budget):
-            old = self._order.popleft()
-            self._bytes -= self._size(old[0])
-            _release(self._pairs, old)
-            _release(self._ids, old[0])
+        order = self._order
+        if len(order) >= self._count:
+            if not self._count:
+                return
+            self._bytes -= _size(order.popleft()[0])
+        order.append((key, content))
+        self._bytes += (len(key) if key.__class__ is str else 0) + ENTRY_OVERHEAD
+        if self._bytes > self._budget:
+            while self._bytes > self._budget and order:
+                self._bytes -= _size(order.popleft()[0])
 
-    def replayed(self, key: Hashable, content: Hashable) -> bool:
-        return (key, content) in self._pairs
-
-    def knows(self, key: Hashable) -> bool:
-        return key in self._ids
+    def window(self) -> _Window:
+        return _Window(set(self._order), {key for key, _ in self._order})
 
 
-def _release(counts: dict[Any, int], key: Any) -> None:
-    left = counts[key] - 1
-    if left:
-        counts[key] = left
-    else:
-        del counts[key]
+def _size(key: Hashable) -> int:
+    return (len(key) if isinstance(key, str) else 0) + ENTRY_OVERHEAD
+
+
+class _Window:
+    """What a reconnect may see again: the remembered pairs, and the ids alone."""
+
+    __slots__ = ("ids", "pairs")
+
+    def __init__(self, pairs: set[tuple[Hashable, Hashable]], ids: set[Hashable]) -> None:
+        self.pairs = pairs
+        self.ids = ids
 
 
 class _State:
@@ -136,9 +136,10 @@ class _State:
         self.done = False
         #: The last id this subscription delivered (the cursor when none is given).
         self.last_id = ""
-        #: After a reconnect: the cursor it resumed from; ``window`` says a replay may follow.
+        #: After a reconnect: the cursor it resumed from, and (until the replay is over) what
+        #: the server may send again.
         self.resumed_from = ""
-        self.window = False
+        self.window: _Window | None = None
 
 
 def resume(
@@ -278,7 +279,7 @@ def resume(
                     if generation > 1:
                         # The window in which the server may send again what it sent before.
                         state.resumed_from = where()[1]
-                        state.window = True
+                        state.window = memory.window()
 
                 def on_next(item: _T) -> None:
                     with lock:
@@ -292,14 +293,15 @@ def resume(
                                 fail(EventIdTooLong(max_id_length, len(key)))
                                 return
                             content = _content(item)
-                            if state.window:
-                                if memory.replayed(key, content):
+                            window = state.window
+                            if window is not None:
+                                if (key, content) in window.pairs:
                                     log.debug("dropped a replayed event (id %s)", _show(str(key)))
                                     if key == state.resumed_from:
-                                        state.window = False  # the replay reached the cursor
+                                        state.window = None  # the replay reached the cursor
                                     return
-                                state.window = False
-                                if memory.knows(key) or (
+                                state.window = None
+                                if key in window.ids or (
                                     isinstance(key, str)
                                     and _numeric_before(key, state.resumed_from)
                                 ):
