@@ -506,9 +506,13 @@ def test_reused_ids_lose_nothing() -> None:
             sse(START_FRAME, *(lens_frame(t, i) for t, i in first), then="drop"),
             sse(START_FRAME, *(lens_frame(t, i) for t, i in second), END_FRAME),
         )
-        texts, _ = scripted_events(srv)
+        texts, states = scripted_events(srv)
         assert srv.requests[1].get("last-event-id") == "1700000001"
     assert texts == ["a", "b", "c", "d", "e", "f"]
+    # resume reports the cursor it was given (the subscription's source): URL and last id.
+    (backing_off,) = [s for s in states if s.kind == "backing_off"]
+    assert backing_off.url.endswith("/api/lens/sessions/consumer/lsn-c")
+    assert backing_off.last_event_id == "1700000001"
 
 
 def test_a_restarted_server_loses_nothing_and_says_so() -> None:
