@@ -7,8 +7,10 @@ of them in one heap served by one daemon thread, which exists only while a timer
 when the last one fires or is cancelled, the thread ends, so nothing lingers after the last
 subscription is disposed.
 
-Actions run on that thread one after the other: they must be short (hand anything long to
-another scheduler). An action that raises is logged and does not stop the others.
+Actions run on that thread one after the other: they must be short and must never wait on
+anything a subscriber controls (its callbacks, or a lock held while one runs), or every other
+timer in the process waits too. Such work goes to :func:`off_timer_thread`. An action that
+raises is logged and does not stop the others.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from reactivex import abc, typing
@@ -128,3 +131,20 @@ def shared_timers() -> SharedTimers:
         if _shared is None:
             _shared = SharedTimers()
         return _shared
+
+
+def off_timer_thread(work: Callable[[], None], name: str = "rxlens-timeout") -> None:
+    """Run ``work`` on a short-lived daemon thread of its own, never on the shared timer thread.
+
+    For what a timer decides but a subscriber's code carries out (delivering a timeout runs
+    the user's ``on_error``, which may block): one slow subscriber then delays only itself.
+    The thread ends when ``work`` returns; an exception it raises is logged, as for timers.
+    """
+
+    def run() -> None:
+        try:
+            work()
+        except Exception:
+            log.exception("a timeout delivery raised (the other timers go on)")
+
+    threading.Thread(target=run, name=name, daemon=True).start()

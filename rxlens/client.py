@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import reactivex
 import requests
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SerialDisposable
@@ -26,6 +27,8 @@ from rxlens.errors import (
     RxLensError,
 )
 from rxlens.events import LensEvent, OnMalformed
+from rxlens.operators import heartbeat_timeout as hb_timeout
+from rxlens.operators import resume, until_end
 from rxlens.retry import RetryPolicy
 from rxlens.sse._connect import SSESource
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES
@@ -222,12 +225,16 @@ class LensClient:
 
         The building block of :meth:`events`; compose your own pipeline with it::
 
-            client.connect(sid).pipe(
-                heartbeat_timeout(15),   # before anything that drops heartbeats
-                resume(policy),          # upstream of any share()
+            source = client.connect(sid)
+            source.pipe(
+                heartbeat_timeout(15),                # before anything that drops heartbeats
+                resume(policy, cursor=source),        # upstream of any share()
                 until_end(),
                 only_results(),
             )
+
+        The source is the cursor: build this once per subscription (``reactivex.defer``) if
+        you subscribe it more than once, as :meth:`events` does.
         """
         source = SSESource(
             self.consumer_url(session_id),
@@ -269,68 +276,45 @@ class LensClient:
         reconnects while the session still runs (the server ends a stream after ~60 s idle),
         completing when the session is destroyed or failed.
 
-        When the server sends no ``id:`` lines, it still reconnects, but says once (a
+        Each subscription has its own connection, cursor and memory of ids: subscribing the
+        returned Observable twice gives two independent streams that each get every event.
+        Where the server sends ids, delivery is exactly once (SECURITY.md says when it can
+        only be at least once). A reconnect without a cursor (the server sends no ``id:``
+        lines, or none had arrived yet) still happens, but says once per reason (a
         ``backing_off`` state with a ``note``, and a warning) that events between the drop
-        and the reconnect may be missing: without ids nothing can be resumed exactly.
+        and the reconnect may be missing; ids that go back after a reconnect (a restarted
+        server) are delivered with a note and a warning too.
 
         ``check_channel`` first reads the lens's metadata and raises :class:`ChannelError` when
         the lens writes to the ``session.read`` mailbox instead of SSE (a warning if the
         metadata cannot be read).
         """
-        from rxlens.operators._heartbeat_timeout import heartbeat_timeout as hb_timeout
-        from rxlens.operators._resume import resume
-        from rxlens.operators._until_end import until_end
-
+        self.consumer_url(session_id), self.auth_headers()  # bad input fails here, not later
         if check_channel:
             self.check_channel(session_id)
-        warned = threading.Event()
 
-        def state_hook(state: ConnectionState) -> None:
-            if state.kind in ("backing_off", "failed") and not state.last_event_id:
-                # resume sees the heartbeat-timeout stage, which has no cursor nor URL: take
-                # them from the source, or every drop would look like a server without ids.
-                state = dataclasses.replace(
-                    state, url=state.url or source.url, last_event_id=source.last_event_id
-                )
-            if (
-                state.kind == "backing_off"
-                and not state.last_event_id
-                and source.unidentified_data
-                and not warned.is_set()
-            ):
-                warned.set()
-                note = (
-                    "the server sends no event ids: events between the drop and the reconnect "
-                    "may be missing"
-                )
-                warnings.warn(f"session {session_id}: {note}", stacklevel=2)
-                state = ConnectionState(
-                    state.kind,
-                    state.url,
-                    last_event_id=state.last_event_id,
-                    attempt=state.attempt,
-                    delay=state.delay,
-                    error=state.error,
-                    headers=state.headers,
-                    at=state.at,
-                    note=note,
-                )
-            report(on_state, state)
+        def running() -> bool:
+            return self._session_running(session_id)
 
-        source = self.connect(
-            session_id,
-            last_event_id=last_event_id or "",
-            on_malformed=on_malformed,
-            on_state=on_state,
-        )
+        def stages(_scheduler: abc.SchedulerBase | None = None) -> Observable[LensEvent]:
+            # Built per subscription: the source is the subscription's cursor, never shared.
+            source = self.connect(
+                session_id,
+                last_event_id=last_event_id or "",
+                on_malformed=on_malformed,
+                on_state=on_state,
+            )
+            live: Observable[LensEvent] = source
+            if heartbeat_timeout is not None:
+                live = live.pipe(hb_timeout(heartbeat_timeout, scheduler=scheduler))
+            notes = _LossNotes(session_id, source, on_state)
+            once = live.pipe(
+                resume(policy, cursor=source, on_state=notes, scheduler=scheduler),
+                until_end(),
+            )
+            return _follow(once, running) if follow else once
 
-        live: Observable[LensEvent] = source
-        if heartbeat_timeout is not None:
-            live = live.pipe(hb_timeout(heartbeat_timeout, scheduler=scheduler))
-        resumed = live.pipe(resume(policy, on_state=state_hook, scheduler=scheduler))
-        if not follow:
-            return resumed.pipe(until_end())
-        return _follow(resumed.pipe(until_end()), lambda: self._session_running(session_id))
+        return reactivex.defer(stages)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -385,6 +369,36 @@ def _stream_fails_alike(error: BaseException) -> bool:
     if isinstance(error, (ConfigurationError, AuthenticationError, NotFound)):
         return True
     return isinstance(error, LensAPIError) and error.status in (401, 403, 404)
+
+
+class _LossNotes:
+    """``on_state``, plus a note (and a warning) on a reconnect that cannot resume exactly.
+
+    A reconnect without a cursor cannot ask for what was sent while it was down: either the
+    server sends no ids at all, or none had arrived yet. Each reason is said once per
+    subscription, on the ``backing_off`` state that it concerns.
+    """
+
+    def __init__(
+        self, session_id: str, source: TypedSource, on_state: StateCallback | None
+    ) -> None:
+        self.session_id = session_id
+        self.source = source
+        self.on_state = on_state
+        self.said: set[str] = set()
+
+    def __call__(self, state: ConnectionState) -> None:
+        if state.kind == "backing_off" and not state.last_event_id:
+            if self.source.unidentified_data:
+                why = "the server sends no event ids"
+            else:
+                why = "no event id has arrived yet, so the reconnect has no cursor"
+            if why not in self.said:
+                self.said.add(why)
+                note = f"{why}: events between the drop and the reconnect may be missing"
+                warnings.warn(f"session {self.session_id}: {note}", stacklevel=2)
+                state = dataclasses.replace(state, note=note)
+        report(self.on_state, state)
 
 
 def _writers(config: Any) -> set[str]:

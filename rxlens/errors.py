@@ -63,6 +63,23 @@ class EventTooLarge(DecodeError):
         )
 
 
+class EventIdTooLong(DecodeError):
+    """An event's ``id`` is longer than :func:`rxlens.operators.resume`'s ``max_id_length``.
+
+    ``resume`` remembers ids to recognise replays and the connection sends the last one back as
+    ``Last-Event-ID``: an unbounded id would grow both without limit. Not retried: the server
+    would send the same id again. The message gives the id's length, never its text.
+    """
+
+    def __init__(self, limit: int, length: int) -> None:
+        self.limit = limit
+        self.length = length
+        super().__init__(
+            f"an event id of {length} characters exceeds max_id_length={limit}; raise "
+            "resume's max_id_length if such ids are expected"
+        )
+
+
 class MalformedEventError(DecodeError):
     """A frame's payload is not a valid Lens event (raised with ``on_malformed="raise"``)."""
 

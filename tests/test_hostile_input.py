@@ -27,6 +27,7 @@ from rxlens import LensClient, RetryPolicy, collect
 from rxlens.emulator import Faults, LensEmulator
 from rxlens.errors import (
     ContentTypeError,
+    EventIdTooLong,
     EventTooLarge,
     HTTPStatusError,
     LensAPIError,
@@ -238,6 +239,17 @@ def frames_then_end(*frames: bytes) -> Behaviour:
     return behaviour
 
 
+def huge_ids(h: HostileHandler) -> None:
+    # 400 events whose ids are 64 KiB each (each event under CAP): before, resume remembered
+    # every id (25 MiB here; 1 MiB ids grew a client by ~400 MiB).
+    h.head(Content_Type="text/event-stream", Connection="close")
+    h.send(START)
+    for n in range(400):
+        event_id = b"%06d" % n + b"i" * (64 * 1024)
+        h.send(b"id: " + event_id + b"\n" + result_frame(n))
+    h.send(END)
+
+
 DEEP = 40_000  # well past any parser's recursion limit, and under CAP as text
 
 
@@ -288,6 +300,7 @@ def hostile() -> Iterator[HostileServer]:
         "gzip_bomb": gzip_bomb,
         "deflate_bomb": deflate_bomb,
         "gzip_small": gzip_small,
+        "huge_ids": huge_ids,
     }
     routes.update({name: frames_then_end(frame) for name, frame in HOSTILE_DATA.items()})
     server = HostileServer(routes)
@@ -482,6 +495,17 @@ def test_nul_in_the_id_never_becomes_the_resume_cursor(client: LensClient) -> No
     source = client.connect("nul_in_id")
     collect(source, n=2, timeout=10)
     assert "\x00" not in source.last_event_id
+
+
+def test_huge_ids_are_a_typed_error_within_bounded_memory(client: LensClient) -> None:
+    # An id longer than resume's cap (MAX_ID_LENGTH characters) ends the stream with a typed,
+    # non-retryable error: it would otherwise be remembered and sent back as Last-Event-ID.
+    with PeakMemory() as memory:
+        error = error_of(client, "huge_ids")
+    assert isinstance(error, EventIdTooLong) and not error.retryable
+    assert "1024" in str(error) and len(str(error)) < 500
+    assert memory.peak < MEMORY_BOUND
+    carries_on(client)
 
 
 def test_huge_integer_is_malformed_fast(client: LensClient) -> None:

@@ -295,3 +295,73 @@ def race_once() -> None:
     assert len(errors) <= 1
     if errors:
         assert errors[0] == len(log) - 1
+
+
+# --- the shared timer thread: one slow subscriber must not hold up the others' timeouts --------
+
+
+def test_a_blocked_on_error_does_not_delay_other_timeouts() -> None:
+    # Subscription A's on_error blocks until released; B's timeout, due later, must still be
+    # delivered meanwhile. (Real time on the shared timer thread; synchronised by events only.)
+    a_entered, release, b_done = threading.Event(), threading.Event(), threading.Event()
+    b_errors: list[Exception] = []
+
+    def a_on_error(_error: Exception) -> None:
+        a_entered.set()
+        release.wait(30)
+
+    def b_on_error(error: Exception) -> None:
+        b_errors.append(error)
+        b_done.set()
+
+    a = reactivex.never().pipe(heartbeat_timeout(0.01)).subscribe(on_error=a_on_error)
+    try:
+        assert a_entered.wait(10), "A's timeout never came"
+        b = reactivex.never().pipe(heartbeat_timeout(0.01)).subscribe(on_error=b_on_error)
+        try:
+            assert b_done.wait(10), "B's timeout waited for A's on_error"
+            assert isinstance(b_errors[0], HeartbeatTimeout)
+        finally:
+            b.dispose()
+    finally:
+        release.set()
+        a.dispose()
+
+
+def test_a_blocked_on_next_does_not_delay_other_timeouts() -> None:
+    # A's subscriber is stuck in on_next (holding A's lock) past A's timeout: A's timer must
+    # not block the shared thread waiting for that lock, or B's timeout never comes.
+    a_entered, release, b_done = threading.Event(), threading.Event(), threading.Event()
+    a_log: list[Any] = []
+    subject: reactivex.subject.Subject[int] = reactivex.subject.Subject()
+
+    def a_on_next(value: int) -> None:
+        a_entered.set()
+        release.wait(30)
+        a_log.append(value)
+
+    a_done = threading.Event()
+
+    def a_on_error(error: Exception) -> None:
+        a_log.append(error)
+        a_done.set()
+
+    a = subject.pipe(heartbeat_timeout(0.01)).subscribe(a_on_next, a_on_error)
+    pusher = threading.Thread(target=subject.on_next, args=(1,), daemon=True)
+    pusher.start()
+    try:
+        assert a_entered.wait(10)
+        b = reactivex.never().pipe(heartbeat_timeout(0.05)).subscribe(
+            on_error=lambda _e: b_done.set()
+        )
+        try:
+            assert b_done.wait(10), "B's timeout waited for A's subscriber"
+        finally:
+            b.dispose()
+    finally:
+        release.set()
+        pusher.join(10)
+    # A's own timeout still comes, after its item, never overlapping it.
+    assert a_done.wait(10)
+    a.dispose()
+    assert a_log[0] == 1 and isinstance(a_log[1], HeartbeatTimeout) and len(a_log) == 2

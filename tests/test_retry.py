@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import pytest
@@ -269,12 +270,17 @@ def test_remember_bounds_the_id_memory(remember: int, expected: list[str]) -> No
         on_error(30, DROP),
     )
     policy = RetryPolicy(base=1, jitter=0, max_attempts=1)
-    result = scheduler.start(
-        lambda: xs.pipe(resume(policy, remember=remember)),
-        disposed=1000,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = scheduler.start(
+            lambda: xs.pipe(resume(policy, remember=remember)),
+            disposed=1000,
+        )
     ids = [m.value.value.id for m in result.messages if m.value.kind == "N"]
     assert ids == expected
+    # A forgotten replay passes again, and the ids going back (3, then 1) are said, not silent.
+    went_back = [w for w in caught if "went back" in str(w.message)]
+    assert len(went_back) == (0 if len(expected) == 3 else 1)
 
 
 def test_dispose_during_backoff_cancels_the_reconnect() -> None:

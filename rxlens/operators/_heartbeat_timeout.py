@@ -11,7 +11,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAssignmentDisposable
 from reactivex.scheduler import VirtualTimeScheduler
 
-from rxlens._timers import shared_timers
+from rxlens._timers import SharedTimers, off_timer_thread, shared_timers
 from rxlens.errors import HeartbeatTimeout
 
 _T = TypeVar("_T")
@@ -33,9 +33,12 @@ def heartbeat_timeout(
     Works on any Observable. Time comes from ``scheduler``, else the subscription's scheduler,
     else one timer thread shared by every subscription in the process
     (:class:`rxlens._timers.SharedTimers`, so a thousand sessions do not hold a thousand timer
-    threads). A lock per subscription serialises items and the timer, so an item arriving as the
-    timer fires is either delivered (and the timer re-armed) or dropped after the error, never
-    both; the timer is disposed on completion, error and disposal.
+    threads). That thread only decides: the timeout itself (the subscriber's ``on_error``) is
+    delivered on a short-lived thread of its own, so a subscriber that blocks in a callback
+    delays no other subscription's timeout. A lock per subscription serialises items and the
+    timeout, so an item arriving as the timer fires is either delivered (and the timer
+    re-armed) or dropped after the error, never both; the timer is disposed on completion,
+    error and disposal.
 
     Marble diagram (``heartbeat_timeout(3)``; one character is one second; ``h`` heartbeat,
     ``r`` result)::
@@ -76,7 +79,24 @@ def heartbeat_timeout(
             def arm(delay: float) -> None:
                 timer.disposable = sched.schedule_relative(delay, fire)
 
+            # On the shared timer thread, fire must not wait for this subscription's lock (a
+            # slow on_next holds it) nor run its on_error: it re-arms if an item came, and hands
+            # the timeout itself to a thread of its own, where expire checks again under the lock.
+            shared = isinstance(sched, SharedTimers)
+
             def fire(_: abc.SchedulerBase, __: Any = None) -> None:
+                if not shared:
+                    expire()
+                    return
+                if stopped:
+                    return
+                remaining = seconds - (clock() - last)
+                if remaining > 1e-9:
+                    arm(remaining)
+                    return
+                off_timer_thread(expire)
+
+            def expire() -> None:
                 nonlocal stopped
                 with lock:
                     if stopped:

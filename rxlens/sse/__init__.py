@@ -53,7 +53,13 @@ def stream(
     >>> events = rxlens.sse.stream("http://127.0.0.1:8765/api/lens/sessions/consumer/lsn-1",
     ...                            headers={"Authorization": "Bearer KEY"})
     """
+    import reactivex
+
     from rxlens.operators._resume import resume
 
-    source = connect(url, headers=headers, on_state=on_state, **kwargs)
-    return source.pipe(resume(policy, on_state=on_state, scheduler=scheduler))
+    def one_subscription(_scheduler: abc.SchedulerBase | None = None) -> Observable[Event]:
+        # A source per subscription: its cursor (Last-Event-ID) is never shared.
+        source = connect(url, headers=headers, on_state=on_state, **kwargs)
+        return source.pipe(resume(policy, cursor=source, on_state=on_state, scheduler=scheduler))
+
+    return reactivex.defer(one_subscription)
