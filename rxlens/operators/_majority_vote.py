@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from reactivex import Observable
-from reactivex import operators as ops
-
+from rxlens.operators._event_time import WindowAggregate
 from rxlens.operators._label_counts import count_labels, default_label
 
 _T = TypeVar("_T")
@@ -39,13 +37,18 @@ def vote(
 def majority_vote(
     min_share: float = 0.5,
     key: Callable[[Any], Hashable | None] = default_label,
-) -> Callable[[Observable[Sequence[Any]]], Observable[Hashable | None]]:
+) -> WindowAggregate[Hashable | None]:
     """Map each window to its winning label (see :func:`vote`), or ``None``.
 
     The winner is the unique most common label whose share of the window's labelled items is
     at least ``min_share`` (``0.5`` by default, so half or more); a tie, a share below
     ``min_share`` or a window without labels gives ``None``. Emitting ``None`` rather than
     skipping keeps one output per window, so outputs line up with windows.
+
+    A :class:`~rxlens.operators.Window` record (from event-time or per-session windows) gives a
+    :class:`~rxlens.operators.Windowed` record instead, the same value in ``value`` with the
+    window's ``session_id``, ``start``, ``end``, ``size`` and ``late``; a plain list gives the
+    value itself.
 
     Marble diagram::
 
@@ -61,7 +64,7 @@ def majority_vote(
     def decide(window: Sequence[Any]) -> Hashable | None:
         return vote(window, min_share, key)
 
-    return ops.map(decide)
+    return WindowAggregate(decide)
 
 
 __all__ = ["majority_vote", "vote"]
