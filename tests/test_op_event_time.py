@@ -235,7 +235,7 @@ def test_sensor_time_reads_query_timestamp_then_sensor_timestamp() -> None:
     assert sensor_time(Heartbeat(session_id="s")) is None
 
 
-# --- rising_edge, rate, changes --------------------------------------------------------------------
+# --- rising_edge, rate, changes ---------------------------------------------------------
 
 
 def test_event_time_debounce_confirms_on_a_later_item_not_on_a_timer() -> None:
@@ -298,7 +298,7 @@ def test_changes_per_session() -> None:
     assert [i.name for i in run(items, changes(per_session=True))] == ["1", "2"]
 
 
-# --- the law: replay speed does not change event-time answers --------------------------------------
+# --- the law: replay speed does not change event-time answers ------------------------------
 
 
 LABELS = ("HEALTHY", "BROKEN")
