@@ -150,7 +150,9 @@ def plot_votes(
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 1.2 + 0.7 * max(1, len(sessions))))
     colours = _colours(frame["value"].dropna().astype(str).unique())
-    import matplotlib.dates as mdates
+    import matplotlib.dates
+
+    mdates: Any = matplotlib.dates
 
     seen: set[str] = set()
     for i, sid in enumerate(sessions):
