@@ -68,6 +68,7 @@ def plot_timeline(
     time: str | None = None,
     session: str = "session_id",
     alerts: Iterable[Any] | None = None,
+    rows: str = "session",
     ax: Any = None,
     title: str | None = "Labels over time",
 ) -> Any:
@@ -75,26 +76,40 @@ def plot_timeline(
 
     ``df`` has a column ``label`` (default ``"text"``, which is the Machine State label), a
     time column (``time``; by default ``query_timestamp`` when the frame has it filled, else
-    ``received_at``), and ``session`` (rows with no session form one row). ``alerts`` are
-    items a pipeline raised (e.g. the output of :func:`~rxlens.operators.rising_edge`): each
-    is drawn as a marker at its time (``end`` of a :class:`~rxlens.operators.Windowed`
-    vote, else ``query_timestamp``, else ``received_at``) on its session's row.
+    the events' sensor time as ``time="sensor"`` reads it, else ``received_at``), and
+    ``session`` (rows with no session form one row). ``alerts`` are items a pipeline
+    raised (e.g. the output of :func:`~rxlens.operators.rising_edge`): each is drawn as a
+    marker at its time (``end`` of a :class:`~rxlens.operators.Windowed` vote, else
+    ``query_timestamp``, else ``received_at``) on its session's row. Time the alerts on the
+    frame's clock (``time="sensor"`` windows go with ``query_timestamp``).
+
+    ``rows="label"`` draws one row per label instead (for one session with many labels, such
+    as an Activity Monitor's sentences); alerts then sit on the top row.
 
     Raises:
         MissingDependency: matplotlib or pandas is not installed.
         KeyError: ``df`` lacks the label or time column.
+        ValueError: ``rows`` is neither ``"session"`` nor ``"label"``.
     """
+    if rows not in ("session", "label"):
+        raise ValueError(f'rows must be "session" or "label", got {rows!r}')
     pd = _pandas()
     plt = _pyplot()
     frame = _results_only(df, label)
     when = _times(frame, time)
-    sessions = _sessions(frame, session)
+    labels = list(frame[label].dropna().astype(str).unique())
+    if rows == "label":
+        sessions = labels
+        row_of = {name: i for i, name in enumerate(sessions)}
+        y = [row_of[str(v)] for v in frame[label]]
+    else:
+        sessions = _sessions(frame, session)
+        row_of = {name: i for i, name in enumerate(sessions)}
+        column = frame[session] if session in frame.columns else [None] * len(frame)
+        y = [row_of[_key(s)] for s in column]
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, 1.2 + 0.7 * max(1, len(sessions))))
-    colours = _colours(frame[label].dropna().astype(str).unique())
-    rows = {name: i for i, name in enumerate(sessions)}
-    session_of = frame[session] if session in frame.columns else pd.Series([None] * len(frame))
-    y = [rows[_key(s)] for s in session_of]
+        _, ax = plt.subplots(figsize=(10, 1.2 + 0.5 * max(1, len(sessions))))
+    colours = _colours(labels)
     for name, colour in colours.items():
         mask = (frame[label].astype(str) == name).to_numpy()
         ax.scatter(
@@ -113,15 +128,20 @@ def plot_timeline(
             if at is None:
                 continue
             alert_x.append(pd.Timestamp(at, unit="s", tz="UTC"))
-            alert_y.append(rows.get(_key(getattr(item, "session_id", None)), 0) + 0.3)
+            if rows == "label":
+                alert_y.append(len(sessions) - 0.7)
+            else:
+                alert_y.append(row_of.get(_key(getattr(item, "session_id", None)), 0) + 0.3)
         if alert_x:
             ax.scatter(alert_x, alert_y, marker="v", s=90, color="black", label="alert", zorder=3)
     ax.set_yticks(range(len(sessions)), [str(s) if s is not None else "-" for s in sessions])
     ax.set_ylim(-0.6, len(sessions) - 0.2)
+    _date_axis(ax)
     ax.set_xlabel("time (UTC)")
     if title:
         ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    if rows == "session":  # with one row per label, the rows already name the colours
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     ax.figure.tight_layout()
     return ax
 
@@ -149,7 +169,7 @@ def plot_votes(
     sessions = _sessions(frame, "session_id")
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 1.2 + 0.7 * max(1, len(sessions))))
-    colours = _colours(frame["value"].dropna().astype(str).unique())
+    colours = _colours(str(v) for v in frame["value"] if _key(v) is not None)
     import matplotlib.dates
 
     mdates: Any = matplotlib.dates
@@ -160,7 +180,7 @@ def plot_votes(
         for _, row in mine.iterrows():
             start = mdates.date2num(row["start"])
             width = mdates.date2num(row["end"]) - start
-            value = row["value"]
+            value = _key(row["value"])
             name = "no winner" if value is None else str(value)
             colour = "#cccccc" if value is None else colours[name]
             ax.broken_barh(
@@ -173,6 +193,7 @@ def plot_votes(
             )
             seen.add(name)
     ax.xaxis_date()
+    _date_axis(ax)
     ax.set_yticks(range(len(sessions)), [str(s) if s is not None else "-" for s in sessions])
     ax.set_xlabel("window (UTC)")
     if title:
@@ -230,6 +251,7 @@ def plot_scores(
             series = values[f"score.{name}"][mask].rolling(max(1, rolling), min_periods=1).mean()
             tag = name if len(sessions) == 1 else f"{sid} {name}"
             ax.plot(when[mask], series.to_numpy(), marker=".", markersize=3, label=tag)
+    _date_axis(ax)
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("share of the scores" if share else "score")
     if title:
@@ -294,14 +316,34 @@ def _results_only(df: Any, label: str) -> Any:
 def _times(frame: Any, column: str | None) -> Any:
     pd = _pandas()
     if column is None:
-        has_query = "query_timestamp" in frame.columns and frame["query_timestamp"].notna().any()
-        column = "query_timestamp" if has_query else "received_at"
+        column = "received_at"
+        if "query_timestamp" in frame.columns and frame["query_timestamp"].notna().any():
+            column = "query_timestamp"
+        elif "event" in frame.columns:
+            # A frame of event objects without the column: read the results' own times (as
+            # time="sensor" does: query_timestamp, else sensor_timestamp as an offset).
+            from rxlens.operators._event_time import sensor_time
+
+            sensor = frame["event"].map(sensor_time)
+            if len(sensor) and sensor.notna().all():
+                return pd.to_datetime(sensor.astype("float64"), unit="s", utc=True).to_numpy()
     if column not in frame.columns:
         raise KeyError(f"the frame has no {column!r} column")
     values = frame[column]
     if pd.api.types.is_datetime64_any_dtype(values):
         return pd.DatetimeIndex(values).to_numpy()
     return pd.to_datetime(values.astype("float64"), unit="s", utc=True).to_numpy()
+
+
+def _date_axis(ax: Any) -> None:
+    import matplotlib.dates
+
+    dates: Any = matplotlib.dates
+    locator = dates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    # Times below a year from the epoch are offsets (a video position): no date to show.
+    offsets = ax.get_xlim()[1] < 365.0
+    ax.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator, show_offset=not offsets))
 
 
 def _item_time(item: Any) -> float | None:
