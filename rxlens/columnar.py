@@ -25,6 +25,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from itertools import chain
 from typing import IO, Any, Literal
 
 from rxlens.recording import (
@@ -117,10 +118,14 @@ def load_recording(
     by_received = time == "received" and (low is not None or high is not None)
     nan = _NAN
     row = 0
-    for number, line in _lines(name):
+    number = 0
+    for line in chain.from_iterable(_chunks(name)):
+        number += 1
         try:
             record = loads(line)
         except ValueError as exc:
+            if not line.strip():
+                continue  # a blank line
             raise RecordingFormatError(f"{name}:{number}: not JSON ({exc})") from None
         if type(record) is not dict or record.get("v") != FORMAT_VERSION:
             _bad_record(record, number, name)
@@ -210,8 +215,8 @@ def load_recording(
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _lines(name: str) -> Iterator[tuple[int, bytes]]:
-    """``(line number, line)`` for each non-blank line; a torn last line is skipped."""
+def _chunks(name: str) -> Iterator[list[bytes]]:
+    """The file's lines, a few megabytes at a time; a torn last line is left out (warned)."""
     try:
         handle: IO[bytes] = open(name, "rb")  # noqa: SIM115 (closed by `with` below)
     except OSError as exc:
@@ -225,20 +230,19 @@ def _lines(name: str) -> Iterator[tuple[int, bytes]]:
                 raise RecordingIOError(f"{name}:{number + 1}: cannot read: {exc}") from exc
             if not lines:
                 return
-            for line in lines:
-                number += 1
-                if not line.endswith(b"\n") and not _valid_record_line(line):
-                    # The file's last line without its newline: a write cut short.
-                    if line.strip():
-                        warnings.warn(
-                            f"{name}:{number}: skipped a torn last line (the recording was "
-                            "cut short)",
-                            RuntimeWarning,
-                            stacklevel=3,
-                        )
-                    return
-                if line.strip():
-                    yield number, line
+            number += len(lines)
+            last = lines[-1]
+            if not last.endswith(b"\n") and not _valid_record_line(last):
+                # Only the file's last line can lack its newline: a write cut short.
+                lines[-1] = b""  # a blank line is skipped; the numbering stays right
+                if last.strip():
+                    warnings.warn(
+                        f"{name}:{number}: skipped a torn last line (the recording was cut "
+                        "short)",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+            yield lines
 
 
 def _valid_record_line(line: bytes) -> bool:
@@ -284,21 +288,29 @@ class _Columns:
         self.shared: dict[str, str] = {}
 
     def frame(self, pd: Any, output: str) -> Any:
+        import numpy
+
+        # Every column goes in as an array of its final type, and the lists are dropped as
+        # soon as they are converted, so the peak holds one column twice at most.
+        received = numpy.array(self.received_at, dtype="float64")
+        self.received_at = []
+        index = self.read_index
+        missing = numpy.fromiter((v is None for v in index), dtype=bool, count=len(index))
+        values = numpy.fromiter((0 if v is None else v for v in index), "int64", len(index))
+        self.read_index = []
         columns: dict[str, Any] = {
-            "received_at": pd.to_datetime(
-                pd.Series(self.received_at, dtype="float64"), unit="s", utc=True
-            ),
+            "received_at": pd.to_datetime(received, unit="s", utc=True),
             "session_id": pd.Categorical(self.session_id),
-            "id": pd.Series(self.id, dtype="object"),
+            "id": numpy.array(self.id, dtype=object),
             "type": pd.Categorical(self.type),
             "text": pd.Categorical(self.text),
-            "query_timestamp": pd.Series(self.query_timestamp, dtype="float64"),
-            "sensor_timestamp": pd.Series(self.sensor_timestamp, dtype="object"),
-            "read_index": pd.array(self.read_index, dtype="Int64"),
+            "query_timestamp": numpy.array(self.query_timestamp, dtype="float64"),
+            "sensor_timestamp": numpy.array(self.sensor_timestamp, dtype=object),
+            "read_index": pd.arrays.IntegerArray(values, missing),
         }
         for label in sorted(self.scores):
-            columns[f"score.{label}"] = pd.Series(self.scores[label], dtype="float64")
-        frame = pd.DataFrame({k: _values(v) for k, v in columns.items()})
+            columns[f"score.{label}"] = numpy.array(self.scores[label], dtype="float64")
+        frame = pd.DataFrame(columns, copy=False)
         if output == "polars":
             try:
                 polars = importlib.import_module("polars")
@@ -308,11 +320,6 @@ class _Columns:
                 ) from exc
             return polars.from_pandas(frame)
         return frame
-
-
-def _values(column: Any) -> Any:
-    # A Series' own index would be aligned on; the values are already in row order.
-    return column.array if hasattr(column, "array") else column
 
 
 # --- helpers -----------------------------------------------------------------------------------
