@@ -38,12 +38,12 @@ def rate(
     overlap.
 
     **Event time** (``time=``: ``"received"``, ``"sensor"`` or a callable, as in
-:func:`~rxlens.operators.window_results`): the spans are event-time windows of ``seconds``
-aligned on the epoch, closed by the items' own times (with ``allowed_lateness``), so a
-recording gives the same rates at any replay speed, without a scheduler. Each span emits
-``count / seconds``, quiet spans included; the last span, flushed at the stream's end, is
-counted over its full length too. A late item (its span already emitted) counts in the span
-open when it arrived.
+    :func:`~rxlens.operators.window_results`): the spans are event-time windows of
+    ``seconds`` aligned on the epoch, closed by the items' own times (with
+    ``allowed_lateness``), so a recording gives the same rates at any replay speed, without a
+    scheduler. Each span emits ``count / seconds``, quiet spans included; the last span,
+    flushed at the stream's end, is counted over its full length too. A late item (its span
+    already emitted) counts in the span open when it arrived.
 
     Marble diagram (one character is one second)::
 

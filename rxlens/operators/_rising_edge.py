@@ -44,17 +44,17 @@ def rising_edge(
     serialised by one lock per subscription, so emissions never overlap.
 
     **Event time** (``time=``, see :func:`~rxlens.operators.window_results` for the choices:
-``"received"``, ``"sensor"``, a callable): the debounce is measured on the items' own times
-instead of a timer, so a recording gives the same alerts at any replay speed. The clock is
-the latest item time seen (an item without a time, or one older than that, reads the clock).
-A pending change is confirmed when an item at least ``debounce`` later than the one that
-started it arrives before any item with the other value; it is emitted just before that item
-is handled. A change still pending at the stream's end is dropped, as in wall-clock mode.
-Items from :func:`~rxlens.operators.majority_vote` after event-time windows are
-:class:`~rxlens.operators.Windowed` records, timed by ``time=lambda w: w.end``.
+    ``"received"``, ``"sensor"``, a callable): the debounce is measured on the items' own
+    times instead of a timer, so a recording gives the same alerts at any replay speed. The
+    clock is the latest item time seen (an item without a time reads the clock). A pending
+    change is confirmed when an item at least ``debounce`` later than the one that started it
+    arrives before any item with the other value; it is emitted just before that item is
+    handled. A change still pending at the stream's end is dropped, as in wall-clock mode.
+    Items from :func:`~rxlens.operators.majority_vote` after event-time windows are
+    :class:`~rxlens.operators.Windowed` records, timed by ``time=lambda w: w.end``.
 
-``per_session=True`` keeps one state (and one debounce) per ``session_id`` of the items, so
-the sessions of a merged stream never raise or re-arm each other's alerts.
+    ``per_session=True`` keeps one state (and one debounce) per ``session_id`` of the items,
+    so the sessions of a merged stream never raise or re-arm each other's alerts.
 
     Marble diagrams (one character is one second; T satisfies the predicate, F does not)::
 
@@ -65,6 +65,9 @@ the sessions of a merged stream never raise or re-arm each other's alerts.
         rising_edge(p, debounce=3):  --------T-------|
             (the first T flaps back within 3 s; the second holds from 5 to 8 and is emitted
              at 8; the F at 12 is followed by T at 14 within 3 s, so the alert never re-arms)
+
+        event times:                     T@1 F@2 T@5 T@7 T@8 F@12 T@14 T@20 |
+        rising_edge(p, debounce=3, time=t):          T@5 (emitted on T@8)        |
 
     Raises:
         ValueError: ``debounce`` is negative, or ``time`` is not ``"received"``, ``"sensor"``
