@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import recording_load, report
 from benchmarks.contenders import CONTENDERS
 from benchmarks.control import Server, start_server, stop_server
 from benchmarks.large import MIB
@@ -37,6 +37,8 @@ QUICK: dict[str, tuple[dict[str, Any], list[str]]] = {
     "resume": ({"n": 3000, "rate": 10_000, "drop_every": 1000, "timeout": 10}, RXLENS),
     "memory": ({"n": 50_000, "timeout": 30}, ["rxlens-typed", "rxlens-raw", "limit"]),
     "fanin": ({"levels": [50], "window": 2}, ["rxlens-typed"]),
+    # Loaders of a recording file, not stream readers: it has its own loaders, no contenders.
+    "recording_load": ({"n": 2_000, "timeout": 60}, []),
 }
 FULL: dict[str, tuple[dict[str, Any], list[str]]] = {
     "throughput": ({"n": 200_000, "repeats": 3, "timeout": 120}, ALL),
@@ -55,6 +57,7 @@ FULL: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"levels": [100, 500, 1000], "window": 10, "beyond": [1500]},
         ["rxlens-typed", "vendor-sdk"],
     ),
+    "recording_load": ({"n": 1_000_000, "timeout": 900}, []),
 }
 #: Measures that share one child process per contender (the rest get a process each).
 GROUPED = ("latency", "large", "first_event", "dispose", "resume")
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     proc, server = start_server()
     results: dict[str, dict[str, Any]] = {k: {} for k in available}
     fanin: dict[str, list[dict[str, Any]]] = {}
+    loads: dict[str, Any] | None = None
     try:
         if "throughput" in config:
             params, who = config["throughput"]
@@ -142,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                 _say(f"memory {key}")
                 (result,) = run_child(server, key, [("memory", params)], 60 + params["timeout"])
                 results[key]["memory"] = result
+        if "recording_load" in config:
+            _say(f"recording load, {config['recording_load'][0]['n']:,} events")
+            loads = recording_load.run(config["recording_load"][0])
         if "fanin" in config:
             machine["load_before_fanin"] = report.load()
             params, who = config["fanin"]
@@ -161,8 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         "fanin": fanin,
     }
     data["goals"] = report.goals(data)
+    text = report.markdown(data)
+    if loads is not None:
+        data["recording_load"] = loads
+        text += "\n" + recording_load.markdown(loads)
     (out / "latest.json").write_text(json.dumps(data, indent=1) + "\n")
-    (out / "latest.md").write_text(report.markdown(data))
+    (out / "latest.md").write_text(text)
     _say(f"wrote {out / 'latest.json'} and {out / 'latest.md'} in {data['seconds']} s")
     return 0
 

@@ -193,6 +193,11 @@ def live(
     seconds, with a last one when the stream ends. It uses an IPython display handle
     (``display(..., display_id=True)``); ``display`` replaces IPython's ``display``
     function (for tests, or another front end). Returns the :class:`Subscription`.
+
+    Updates go to the view's output wherever it is, even after its cell has finished; a
+    notebook run headless (nbclient, CI) records the view's state as of the last cell executed,
+    so call ``view.wait(timeout)`` in a later cell to record its final state (the last update
+    is sent before ``wait`` returns).
     """
     shown: deque[_T] = deque(maxlen=max(1, keep))
     lock = threading.Lock()
@@ -221,7 +226,16 @@ def live(
         return _Text("\n".join(lines))
 
     display_handle = show(view(), display_id=True)
-    throttle = _Throttle(interval, in_cell(lambda: _update(display_handle, view())))
+
+    def refresh() -> None:
+        # A display update finds its output by display id, in whichever cell it is. It is sent
+        # from an empty context, so ipykernel stamps it with the cell executing *now* (its
+        # fallback parent): front ends and nbclient drop messages of a cell that has finished,
+        # which froze the view at its first state when the stream outlived its cell (always,
+        # when a notebook is run headless).
+        contextvars.Context().run(_update, display_handle, view())
+
+    throttle = _Throttle(interval, refresh)
 
     def on_next(item: _T) -> None:
         with lock:

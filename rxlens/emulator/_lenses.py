@@ -12,6 +12,7 @@ instead of a result.
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -82,20 +83,87 @@ def alert(rng: random.Random, index: int, options: Mapping[str, Any]) -> Payload
     return _text_result(text, rng, index, options)
 
 
+class _Regime:
+    """The current regime of one Machine State session: its class and the result it is at."""
+
+    __slots__ = ("index", "label")
+
+    def __init__(self, label: int, index: int) -> None:
+        self.label = label
+        self.index = index
+
+
+# One regime per session, keyed by the session's own generator (a session draws its events in
+# order from one seeded Random), so no clock and no global state decides what comes next; an
+# ended session's entry goes with its generator.
+_REGIMES: weakref.WeakKeyDictionary[random.Random, _Regime] = weakref.WeakKeyDictionary()
+
+
+def _mean_stretch(options: Mapping[str, Any], label: str) -> float | None:
+    value = options.get("mean_stretch", 8.0)
+    if isinstance(value, Mapping):
+        value = value.get(label, 8.0)
+    if value is None or float(value) <= 0:
+        return None
+    return max(float(value), 1.0)
+
+
+def _regime(
+    rng: random.Random, index: int, classes: list[str], options: Mapping[str, Any]
+) -> int | None:
+    """The class index the machine is in for result ``index`` (``None``: no regimes)."""
+    initial = options.get("initial", classes[0])
+    start = classes.index(initial) if initial in classes else 0
+    state = _REGIMES.get(rng)
+    if state is None or index <= state.index:
+        state = _REGIMES[rng] = _Regime(start, index)
+        return start if _mean_stretch(options, classes[start]) is not None else None
+    mean = _mean_stretch(options, classes[state.label])
+    if mean is None:
+        state.index = index
+        return None
+    # A regime ends after each result with probability 1 / mean: stretches are geometric with
+    # that mean (in results), then the machine moves to one of the other classes.
+    if len(classes) > 1 and rng.random() < 1.0 / mean:
+        others = [i for i in range(len(classes)) if i != state.label]
+        state.label = rng.choice(others)
+    state.index = index
+    return state.label
+
+
 def machine_state(rng: random.Random, index: int, options: Mapping[str, Any]) -> Payload:
     """Machine State (CSV): ``[label, scores]``.
 
-    Options: ``classes`` (default ``["HEALTHY", "BROKEN"]``), ``scores`` (``"votes"``: raw kNN
-    votes out of ``k`` = 5, ``"percent"``, ``"unit"``: 0..1 floats), ``unknown_rate`` (default
-    0.05, the label ``"unknown"``), ``mode`` (``"file"``: ``read_index`` windows of
-    ``window_size`` rows stepping by ``step_size``; ``"push"``: no ``read_index``),
-    ``file_id``, ``window_size`` (100), ``step_size`` (= window), ``period`` (seconds).
+    The machine goes through *regimes*: stretches of results during which one class holds (a
+    machine is HEALTHY for a while, then BROKEN for a few seconds, ...). Each of the ``k``
+    kNN votes goes to the regime's class with probability ``purity``, else to a random class,
+    and the label is the class with most votes, so a stretch reads as mostly one label with
+    some noise.
+
+    Options: ``classes`` (default ``["HEALTHY", "BROKEN"]``), ``mean_stretch`` (the mean length
+    of a regime in results, default 8: at ``period=1`` s, stretches of seconds; a mapping
+    ``{"HEALTHY": 30, "BROKEN": 5}`` sets it per class; ``0`` or ``null`` draws every result
+    independently, the regime-free behaviour), ``purity`` (default 0.85), ``initial`` (the
+    class of the first regime, default the first class), ``k`` (votes, 5), ``scores``
+    (``"votes"``: raw kNN votes out of ``k``, ``"percent"``, ``"unit"``: 0..1 floats),
+    ``unknown_rate`` (default 0.05, the label ``"unknown"``), ``mode`` (``"file"``:
+    ``read_index`` windows of ``window_size`` rows stepping by ``step_size``; ``"push"``: no
+    ``read_index``), ``file_id``, ``window_size`` (100), ``step_size`` (= window), ``period``
+    (seconds between the results' ``query_timestamp``).
+
+    The regime is drawn from the session's seeded generator in result order, so a seed gives
+    the same stretches whatever the pace.
     """
     classes = list(options.get("classes", ("HEALTHY", "BROKEN")))
     k = int(options.get("k", 5))
+    regime = _regime(rng, index, classes, options)
+    purity = float(options.get("purity", 0.85))
     votes = [0] * len(classes)
     for _ in range(k):
-        votes[rng.randrange(len(classes))] += 1
+        if regime is not None and rng.random() < purity:
+            votes[regime] += 1
+        else:
+            votes[rng.randrange(len(classes))] += 1
     style = options.get("scores", "votes")
     scores: dict[str, float | int]
     if style == "percent":

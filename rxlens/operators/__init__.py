@@ -10,9 +10,11 @@ Connection and Lens events:
 
 Analytics:
 
-- :func:`window_results`: tumbling or sliding windows, by count, by time or both.
+- :func:`window_results`: tumbling or sliding windows, by count, by time or both; in event
+  time (``time=``) and per session (``per_session=True``) as :class:`Window` records.
 - :func:`label_counts`, :func:`majority_vote`, :func:`mean_scores`: aggregates per window
-  (:mod:`rxlens.analytics` has the same functions, by the same names, for plain lists).
+  (:mod:`rxlens.analytics` has the same functions, by the same names, for plain lists); on
+  :class:`Window` records they emit :class:`Windowed` records that keep the window's context.
 - :func:`rate`: results per second.
 - :func:`rising_edge`, :func:`changes`: alerts and label changes.
 - :func:`merge_sessions`, :func:`by_session`: many sessions in one stream, and back.
@@ -26,7 +28,8 @@ from rxlens._deprecation import module_getattr
 from rxlens.errors import RecordedSessionError
 from rxlens.events import SessionFailed
 from rxlens.operators._by_session import by_session
-from rxlens.operators._changes import changes
+from rxlens.operators._changes import Change, changes
+from rxlens.operators._event_time import Window, Windowed
 from rxlens.operators._heartbeat_timeout import heartbeat_timeout
 from rxlens.operators._label_counts import label_counts
 from rxlens.operators._majority_vote import majority_vote
@@ -42,8 +45,11 @@ from rxlens.operators._until_end import until_end
 from rxlens.operators._window_results import window_results
 
 __all__ = [
+    "Change",
     "RecordedSessionError",
     "SessionFailed",
+    "Window",
+    "Windowed",
     "by_session",
     "changes",
     "heartbeat_timeout",

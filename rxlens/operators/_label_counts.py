@@ -6,16 +6,14 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-from reactivex import Observable
-from reactivex import operators as ops
-
 from rxlens import analytics
 from rxlens.analytics import default_label
+from rxlens.operators._event_time import WindowAggregate
 
 
 def label_counts(
     key: Callable[[Any], Hashable | None] = default_label,
-) -> Callable[[Observable[Sequence[Any]]], Observable[Counter[Hashable]]]:
+) -> WindowAggregate[Counter[Hashable]]:
     """Map each window (a list of items) to a :class:`collections.Counter` of its labels.
 
     The operator form of :func:`rxlens.analytics.label_counts`. ``key`` gives an item's label;
@@ -29,6 +27,11 @@ def label_counts(
         windows:                -x-----y--|       x=[A, B, A]  y=[]
         label_counts():         -c-----d--|       c=Counter(A=2, B=1)  d=Counter()
 
+    A :class:`~rxlens.operators.Window` record (from event-time or per-session windows) gives a
+    :class:`~rxlens.operators.Windowed` record instead, the same value in ``value`` with the
+    window's ``session_id``, ``start``, ``end``, ``size`` and ``late``; a plain list gives the
+    value itself.
+
     Use it after :func:`window_results`, e.g.
     ``results.pipe(window_results(seconds=10), label_counts())``.
     """
@@ -36,7 +39,7 @@ def label_counts(
     def count(window: Sequence[Any]) -> Counter[Hashable]:
         return analytics.label_counts(window, key)
 
-    return ops.map(count)
+    return WindowAggregate(count)
 
 
 __all__ = ["label_counts"]

@@ -5,23 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-from reactivex import Observable
-from reactivex import operators as ops
-
 from rxlens import analytics
 from rxlens.analytics import default_label
+from rxlens.operators._event_time import WindowAggregate
 
 
 def majority_vote(
     min_share: float = 0.5,
     key: Callable[[Any], Hashable | None] = default_label,
-) -> Callable[[Observable[Sequence[Any]]], Observable[Hashable | None]]:
+) -> WindowAggregate[Hashable | None]:
     """Map each window to its winning label, or ``None``: :func:`rxlens.analytics.majority_vote`.
 
     The winner is the unique most common label whose share of the window's labelled items is
     at least ``min_share`` (``0.5`` by default, so half or more); a tie, a share below
     ``min_share`` or a window without labels gives ``None``. Emitting ``None`` rather than
     skipping keeps one output per window, so outputs line up with windows.
+
+    A :class:`~rxlens.operators.Window` record (from event-time or per-session windows) gives a
+    :class:`~rxlens.operators.Windowed` record instead, the same value in ``value`` with the
+    window's ``session_id``, ``start``, ``end``, ``size`` and ``late``; a plain list gives the
+    value itself.
 
     Marble diagram::
 
@@ -36,7 +39,7 @@ def majority_vote(
     def decide(window: Sequence[Any]) -> Hashable | None:
         return analytics.majority_vote(window, min_share, key)
 
-    return ops.map(decide)
+    return WindowAggregate(decide)
 
 
 __all__ = ["majority_vote"]

@@ -8,13 +8,20 @@ from datetime import datetime, timezone
 from typing import Any
 
 from reactivex import Observable, abc
+from reactivex import operators as ops
 from reactivex.disposable import CompositeDisposable, SerialDisposable
 from reactivex.scheduler import TimeoutScheduler
+
+from rxlens.operators._event_time import TimeSpec, Window
+from rxlens.operators._window_results import window_results
 
 
 def rate(
     seconds: float = 1.0,
     scheduler: abc.SchedulerBase | None = None,
+    *,
+    time: TimeSpec | None = None,
+    allowed_lateness: float = 0.0,
 ) -> Callable[[Observable[Any]], Observable[float]]:
     """Emit, every ``seconds`` of scheduler time, how many items arrived per second in that span.
 
@@ -30,17 +37,36 @@ def rate(
     The timer and the source are serialised by one lock per subscription, so emissions never
     overlap.
 
+    **Event time** (``time=``: ``"received"``, ``"sensor"`` or a callable, as in
+    :func:`~rxlens.operators.window_results`): the spans are event-time windows of
+    ``seconds`` aligned on the epoch, closed by the items' own times (with
+    ``allowed_lateness``), so a recording gives the same rates at any replay speed, without a
+    scheduler. Each span emits ``count / seconds``, quiet spans included; the last span,
+    flushed at the stream's end, is counted over its full length too. A late item (its span
+    already emitted) counts in the span open when it arrived.
+
     Marble diagram (one character is one second)::
 
         source:             -a-b---c-|
         rate(seconds=4):    ----x---y(z|)      x=0.5 (2 in 4 s)  y=0.25  z=0.0 (0 in the last 1 s)
 
     Raises:
-        ValueError: ``seconds`` is not positive.
+        ValueError: ``seconds`` is not positive, ``allowed_lateness`` is negative, or ``time``
+            is not ``"received"``, ``"sensor"`` or callable.
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds!r}")
     span = float(seconds)
+    if time is not None:
+        windows = window_results(seconds=span, time=time, allowed_lateness=allowed_lateness)
+
+        def per_second(window: Window[Any]) -> float:
+            return (len(window) + window.late) / span
+
+        def timed(source: Observable[Any]) -> Observable[float]:
+            return source.pipe(windows, ops.map(per_second))
+
+        return timed
 
     def operator(source: Observable[Any]) -> Observable[float]:
         def subscribe(

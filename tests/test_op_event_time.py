@@ -1,0 +1,415 @@
+"""Event time: windows, debounce, rate and changes driven by the events' own times.
+
+Pure parts run item by item (no scheduler at all); the law runs a recording through
+``rxlens.replay`` at several speeds in virtual time and asks for identical answers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import reactivex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reactivex import operators as ops
+from reactivex.subject import Subject
+from reactivex.testing import TestScheduler
+
+from rxlens.events import Heartbeat, InferenceResult
+from rxlens.operators import (
+    Change,
+    Window,
+    Windowed,
+    changes,
+    label_counts,
+    majority_vote,
+    mean_scores,
+    only_results,
+    rate,
+    rising_edge,
+    window_results,
+)
+from rxlens.operators._event_time import EventTimeWindows, sensor_time
+from rxlens.recording import encode_record, replay
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    t: float | None
+    session_id: str | None = None
+    label: str | None = None
+
+
+def t_of(item: Item) -> float | None:
+    return item.t
+
+
+def run(items: list[Any], *operators: Any) -> list[Any]:
+    out: list[Any] = []
+    errors: list[Exception] = []
+    reactivex.from_iterable(items).pipe(*operators).subscribe(out.append, errors.append)
+    if errors:
+        raise errors[0]
+    return out
+
+
+def shape(windows: list[Window[Item]]) -> list[tuple[Any, ...]]:
+    return [(w.start, w.end, [i.name for i in w], w.late) for w in windows]
+
+
+# --- windows -------------------------------------------------------------------------------------
+
+
+def test_docstring_marble_late_event_is_counted_on_the_next_window() -> None:
+    items = [Item("a", 1), Item("b", 2), Item("c", 4), Item("d", 1), Item("e", 7)]
+    windows = run(items, window_results(seconds=3, time=t_of))
+    assert shape(windows) == [
+        (0.0, 3.0, ["a", "b"], 0),
+        (3.0, 6.0, ["c"], 1),
+        (6.0, 9.0, ["e"], 0),
+    ]
+    assert [i.name for i in windows[1].late_results] == ["d"]
+
+
+def test_allowed_lateness_keeps_a_window_open_for_a_late_event() -> None:
+    items = [Item("a", 1), Item("b", 2), Item("c", 4), Item("d", 1), Item("e", 7)]
+    windows = run(items, window_results(seconds=3, time=t_of, allowed_lateness=1.5))
+    assert shape(windows) == [
+        (0.0, 3.0, ["a", "b", "d"], 0),
+        (3.0, 6.0, ["c"], 0),
+        (6.0, 9.0, ["e"], 0),
+    ]
+
+
+def test_quiet_spans_give_empty_windows_and_the_end_flushes_the_last() -> None:
+    items = [Item("a", 0.5), Item("b", 9.9)]
+    windows = run(items, window_results(seconds=3, time=t_of))
+    assert shape(windows) == [
+        (0.0, 3.0, ["a"], 0),
+        (3.0, 6.0, [], 0),
+        (6.0, 9.0, [], 0),
+        (9.0, 12.0, ["b"], 0),
+    ]
+
+
+def test_windows_close_on_the_watermark_not_at_the_end() -> None:
+    machine: EventTimeWindows[str] = EventTimeWindows(2.0, None, 0.0)
+    assert machine.push("a", 0.0) == []
+    assert machine.push("b", 1.9) == []
+    closed = machine.push("c", 2.0)  # the window [0, 2) has passed
+    assert [(w.start, list(w)) for w in closed] == [(0.0, ["a", "b"])]
+    assert [(w.start, list(w)) for w in machine.flush()] == [(2.0, ["c"])]
+    assert machine.flush() == []
+
+
+def test_sliding_event_time_windows() -> None:
+    items = [Item("a", 0.5), Item("b", 1.5), Item("c", 2.5)]
+    windows = run(items, window_results(seconds=2, slide=1, time=t_of))
+    assert shape(windows) == [
+        (-1.0, 1.0, ["a"], 0),
+        (0.0, 2.0, ["a", "b"], 0),
+        (1.0, 3.0, ["b", "c"], 0),
+        (2.0, 4.0, ["c"], 0),
+    ]
+
+
+def test_items_without_a_time_take_the_latest_time_seen() -> None:
+    items = [Item("x", None), Item("a", 1), Item("y", None), Item("b", 4)]
+    windows = run(items, window_results(seconds=3, time=t_of))
+    assert shape(windows) == [(0.0, 3.0, ["x", "a", "y"], 0), (3.0, 6.0, ["b"], 0)]
+
+
+def test_items_without_any_time_are_still_emitted() -> None:
+    windows = run([Item("x", None)], window_results(seconds=3, time=t_of))
+    assert [(w.start, w.end, len(w)) for w in windows] == [(None, None, 1)]
+
+
+@given(
+    times=st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), max_size=40),
+    seconds=st.floats(min_value=0.5, max_value=10),
+    lateness=st.floats(min_value=0, max_value=20),
+)
+@settings(max_examples=150, deadline=None)
+def test_tumbling_event_time_windows_hold_every_item_exactly_once(
+    times: list[float], seconds: float, lateness: float
+) -> None:
+    items = [Item(str(i), t) for i, t in enumerate(times)]
+    windows = run(items, window_results(seconds=seconds, time=t_of, allowed_lateness=lateness))
+    seen = [i.name for w in windows for i in (*w.results, *w.late_results)]
+    assert sorted(seen, key=int) == [i.name for i in items]
+    for w in windows:
+        assert w.start is not None and w.end is not None
+        for item in w.results:
+            assert item.t is not None and w.start <= item.t < w.end
+    starts = [w.start for w in windows]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+
+
+def test_time_function_errors_are_sent_as_on_error() -> None:
+    def bad(_: Any) -> float:
+        raise KeyError("no time")
+
+    with pytest.raises(KeyError):
+        run([Item("a", 1)], window_results(seconds=1, time=bad))
+    with pytest.raises(TypeError, match="finite number"):
+        run([Item("a", 1)], window_results(seconds=1, time=lambda _: "soon"))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"count": 3, "time": "received"},
+        {"count": 3, "seconds": 1, "time": "received"},
+        {"seconds": 1, "time": "wall"},
+        {"seconds": 1, "time": "received", "allowed_lateness": -1},
+    ],
+)
+def test_bad_event_time_arguments_raise(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        window_results(**kwargs)
+
+
+def test_without_time_windows_are_still_plain_lists() -> None:
+    assert run(["a", "b", "c"], window_results(count=2)) == [["a", "b"], ["c"]]
+
+
+# --- per session, and aggregates that keep the window's context ----------------------------------
+
+
+def test_per_session_windows_each_session_separately_with_its_own_watermark() -> None:
+    items = [
+        Item("a1", 0.5, "A", "HEALTHY"),
+        Item("b1", 0.7, "B", "BROKEN"),
+        Item("a2", 1.2, "A", "HEALTHY"),
+        Item("b2", 0.9, "B", "BROKEN"),  # on time for B, whatever A's clock says
+        Item("b3", 1.5, "B", "HEALTHY"),
+    ]
+    windows = run(items, window_results(seconds=1, time=t_of, per_session=True))
+    assert [(w.session_id, w.start, [i.name for i in w], w.late) for w in windows] == [
+        ("A", 0.0, ["a1"], 0),
+        ("B", 0.0, ["b1", "b2"], 0),
+        ("A", 1.0, ["a2"], 0),
+        ("B", 1.0, ["b3"], 0),
+    ]
+    votes = run(items, window_results(seconds=1, time=t_of, per_session=True), majority_vote())
+    assert votes == [
+        Windowed("HEALTHY", "A", 0.0, 1.0, 1, 0),
+        Windowed("BROKEN", "B", 0.0, 1.0, 2, 0),
+        Windowed("HEALTHY", "A", 1.0, 2.0, 1, 0),
+        Windowed("HEALTHY", "B", 1.0, 2.0, 1, 0),
+    ]
+
+
+def test_per_session_count_windows_without_time() -> None:
+    items = [Item("a1", None, "A"), Item("b1", None, "B"), Item("a2", None, "A")]
+    windows = run(items, window_results(count=2, per_session=True))
+    assert [(w.session_id, [i.name for i in w], w.start) for w in windows] == [
+        ("A", ["a1", "a2"], None),
+        ("B", ["b1"], None),
+    ]
+
+
+def test_counts_and_means_keep_the_window_context() -> None:
+    results = [
+        InferenceResult(["A", {"A": 3, "B": 2}], received_at=10.2, session_id="s"),
+        InferenceResult(["A", {"A": 5}], received_at=10.4, session_id="s"),
+    ]
+    counts = run(results, window_results(seconds=1, time="received"), label_counts())
+    means = run(results, window_results(seconds=1, time="received"), mean_scores())
+    assert [(c.value, c.start, c.end, c.size) for c in counts] == [({"A": 2}, 10.0, 11.0, 2)]
+    assert [(m.value, m.session_id) for m in means] == [({"A": 4.0, "B": 2.0}, None)]
+    # Plain lists still give plain values.
+    assert run([["A", "A", "B"]], majority_vote()) == ["A"]
+
+
+def test_sensor_time_reads_query_timestamp_then_sensor_timestamp() -> None:
+    with_query = InferenceResult(["A"], query_metadata={"query_timestamp": 100.5})
+    video = InferenceResult(["x"], query_metadata={"sensor_timestamp": "00:01:05"})
+    offset = InferenceResult(["x"], query_metadata={"sensor_timestamp": 7.5})
+    assert [sensor_time(e) for e in (with_query, video, offset)] == [100.5, 65.0, 7.5]
+    assert sensor_time(Heartbeat(session_id="s")) is None
+
+
+# --- rising_edge, rate, changes ---------------------------------------------------------
+
+
+def test_event_time_debounce_confirms_on_a_later_item_not_on_a_timer() -> None:
+    items = [
+        Item("T", 1),
+        Item("F", 2),  # flapped back within 3: nothing
+        Item("T", 5),
+        Item("T", 7),
+        Item("T", 8),  # 3 after the rise at 5: the rise at 5 is emitted here
+        Item("F", 12),
+        Item("T", 14),  # F held less than 3: never re-armed
+        Item("T", 20),
+    ]
+    fired = run(items, rising_edge(lambda i: i.name == "T", debounce=3, time=t_of))
+    assert [i.t for i in fired] == [5]
+
+
+def test_event_time_debounce_drops_a_rise_pending_at_the_end() -> None:
+    items = [Item("F", 1), Item("T", 2), Item("T", 3)]
+    assert run(items, rising_edge(lambda i: i.name == "T", debounce=3, time=t_of)) == []
+
+
+def test_rising_edge_per_session_does_not_mix_sessions() -> None:
+    items = [
+        Item("T", 1, "A"),
+        Item("F", 1, "B"),
+        Item("T", 2, "A"),  # pooled, A's alert would have re-armed on B's F
+        Item("T", 3, "B"),
+    ]
+    pooled = run(items, rising_edge(lambda i: i.name == "T"))
+    split = run(items, rising_edge(lambda i: i.name == "T", per_session=True))
+    assert [(i.session_id, i.t) for i in pooled] == [("A", 1), ("A", 2)]  # B never alerts
+    assert [(i.session_id, i.t) for i in split] == [("A", 1), ("B", 3)]
+
+
+def test_event_time_rate_counts_per_span_including_quiet_ones() -> None:
+    items = [Item("a", 0.1), Item("b", 0.2), Item("c", 2.5)]
+    assert run(items, rate(seconds=1, time=t_of)) == [2.0, 0.0, 1.0]
+
+
+def test_changes_in_event_time_are_records_with_how_long_a_label_lasted() -> None:
+    items = [
+        Item("1", 1, "A", "HEALTHY"),
+        Item("2", 2, "A", "HEALTHY"),
+        Item("3", 3, "A", "BROKEN"),
+        Item("4", 6, "A", "HEALTHY"),
+    ]
+    found = run(items, changes(time=t_of))
+    assert [(c.label, c.previous, c.at, c.since) for c in found] == [
+        ("HEALTHY", None, 1, None),
+        ("BROKEN", "HEALTHY", 3, 1),
+        ("HEALTHY", "BROKEN", 6, 3),
+    ]
+    assert all(isinstance(c, Change) and c.session_id == "A" for c in found)
+
+
+def test_changes_per_session() -> None:
+    items = [Item("1", 1, "A", "X"), Item("2", 1, "B", "Y"), Item("3", 2, "A", "X")]
+    assert [i.name for i in run(items, changes())] == ["1", "2", "3"]
+    assert [i.name for i in run(items, changes(per_session=True))] == ["1", "2"]
+
+
+# --- the law: replay speed does not change event-time answers ------------------------------
+
+
+LABELS = ("HEALTHY", "BROKEN")
+
+
+def write_recording(path: str, gaps: list[float], labels: list[int], sessions: list[int]) -> None:
+    at = 1741843200.0
+    with open(path, "w", encoding="utf-8") as handle:
+        for gap, label, session in zip(gaps, labels, sessions, strict=False):
+            at += gap
+            event = InferenceResult(
+                [LABELS[label], {LABELS[label]: 4, LABELS[1 - label]: 1}],
+                query_metadata={"query_timestamp": at},
+                received_at=at,
+                session_id=f"machine-{session}",
+            )
+            handle.write(encode_record(event) + "\n")
+
+
+def analyse(path: str, speed: float | None) -> tuple[Any, ...]:
+    scheduler = TestScheduler()
+    results = replay(path, speed=speed, scheduler=scheduler).pipe(only_results(), ops.publish())
+    windows: list[Window[Any]] = []
+    votes: list[Windowed[Any]] = []
+    alerts: list[Any] = []
+    rates: list[float] = []
+    results.pipe(window_results(seconds=2, time="received", per_session=True)).subscribe(
+        windows.append
+    )
+    results.pipe(
+        window_results(seconds=2, time="sensor", per_session=True),
+        majority_vote(),
+        rising_edge(
+            lambda w: w.value == "BROKEN",
+            debounce=4,
+            time=lambda w: w.end,
+            per_session=True,
+        ),
+    ).subscribe(alerts.append)
+    results.pipe(window_results(seconds=2, time="received", per_session=True), majority_vote())\
+        .subscribe(votes.append)
+    results.pipe(rate(seconds=3, time="received")).subscribe(rates.append)
+    results.connect(scheduler=scheduler)
+    scheduler.start()
+    return (
+        [(w.session_id, w.start, w.end, [e.id for e in w], w.late) for w in windows],
+        votes,
+        alerts,
+        rates,
+    )
+
+
+@given(
+    data=st.lists(
+        st.tuples(
+            # Negative gaps: events recorded out of time order, some of them late.
+            st.floats(min_value=-1.5, max_value=1.5),
+            st.integers(0, 1),
+            st.integers(0, 1),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    speed=st.sampled_from([0.5, 1.0, 3.0, 10.0, 250.0]),
+)
+@settings(max_examples=60, deadline=None)
+def test_law_replay_speed_does_not_change_windows_votes_or_alerts(
+    data: list[tuple[float, int, int]], speed: float
+) -> None:
+    gaps, labels, sessions = (list(column) for column in zip(*data, strict=True))
+    fd, path = tempfile.mkstemp(suffix=".jsonl")
+    os.close(fd)
+    try:
+        write_recording(path, gaps, labels, sessions)
+        fast = analyse(path, None)
+        paced = analyse(path, speed)
+        assert paced == fast
+        # Every event is in a window or counted late on one: nothing dropped.
+        assert sum(len(w[3]) + w[4] for w in fast[0]) == len(data)
+    finally:
+        os.unlink(path)
+
+
+def test_wall_clock_windows_do_depend_on_replay_speed() -> None:
+    # The defect event time fixes: the same recording, other windows at another pace.
+    fd, path = tempfile.mkstemp(suffix=".jsonl")
+    os.close(fd)
+    try:
+        write_recording(path, [0.4] * 23, [0] * 23, [0] * 23)
+
+        def sizes(speed: float | None) -> list[int]:
+            scheduler = TestScheduler()
+            out: list[list[Any]] = []
+            replay(path, speed=speed, scheduler=scheduler).pipe(
+                window_results(seconds=2.0, scheduler=scheduler)
+            ).subscribe(lambda w: out.append(w), scheduler=scheduler)
+            scheduler.start()
+            return [len(w) for w in out if w]
+
+        assert sizes(None) == [23]
+        assert sizes(1.0) != [23]
+    finally:
+        os.unlink(path)
+
+
+def test_subject_source_with_late_event_keeps_its_place() -> None:
+    subject: Subject[Item] = Subject()
+    out: list[Window[Item]] = []
+    subject.pipe(window_results(seconds=1, time=t_of)).subscribe(out.append)
+    for item in (Item("a", 0.2), Item("b", 1.1), Item("c", 0.9), Item("d", 2.0)):
+        subject.on_next(item)
+    assert shape(out) == [(0.0, 1.0, ["a"], 0), (1.0, 2.0, ["b"], 1)]
+    subject.on_completed()
+    assert shape(out)[-1] == (2.0, 3.0, ["d"], 0)
