@@ -11,8 +11,9 @@ __version__ = "0.1.0"
 
 from rxlens import aio, errors
 from rxlens._deprecation import module_getattr as _module_getattr
-from rxlens.client import LensClient, merge_sessions
+from rxlens.client import LensClient
 from rxlens.errors import RxLensError
+from rxlens.operators import merge_sessions
 from rxlens.recording import replay
 from rxlens.retry import RetryPolicy
 from rxlens.sinks import CollectTimeout, collect, to_dataframe, to_jsonl

@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from rxlens.errors import (
 )
 from rxlens.events import LensEvent, OnMalformed
 from rxlens.operators import heartbeat_timeout as hb_timeout
+from rxlens.operators import merge_sessions as _merge_sessions
 from rxlens.operators import resume, until_end
 from rxlens.retry import RetryPolicy
 from rxlens.sse._connect import SSESource
@@ -316,6 +317,24 @@ class LensClient:
 
         return reactivex.defer(stages)
 
+    def merge_sessions(
+        self,
+        session_ids: Iterable[str],
+        *,
+        scheduler: abc.SchedulerBase | None = None,
+        **events_options: Any,
+    ) -> Observable[LensEvent]:
+        """Several sessions' events as one stream, each event tagged with its ``session_id``.
+
+        ``client.merge_sessions(["lsn-a", "lsn-b"], follow=True)`` merges ``self.events(sid,
+        **events_options)`` of every session with :func:`rxlens.merge_sessions`: a session
+        whose stream fails becomes one :class:`~rxlens.events.SessionFailed` event in the
+        merged stream (never silent) and the others go on; the merge completes when every
+        session has ended.
+        """
+        sources = {sid: self.events(sid, **events_options) for sid in session_ids}
+        return _merge_sessions(sources, scheduler=scheduler)
+
     # -- helpers ----------------------------------------------------------------------------
 
     def _session_running(self, session_id: str) -> bool:
@@ -460,33 +479,5 @@ def _follow(once: Observable[LensEvent], running: Callable[[], bool]) -> Observa
     return Observable(subscribe)
 
 
-
-
-def merge_sessions(
-    client: LensClient | Mapping[str, Observable[LensEvent]],
-    session_ids: Iterable[str] | None = None,
-    *,
-    scheduler: abc.SchedulerBase | None = None,
-    **events_options: Any,
-) -> Observable[LensEvent]:
-    """Several sessions' events as one stream, each event tagged with its ``session_id``.
-
-    ``merge_sessions(client, ["lsn-a", "lsn-b"], follow=True)`` merges ``client.events(sid,
-    **events_options)`` of every session; ``merge_sessions({"lsn-a": obs, ...})`` merges
-    Observables you built. A session whose stream fails becomes one
-    :class:`~rxlens.operators.SessionFailed` event in the merged stream (never silent) and the
-    others go on; the merge completes when every session has ended.
-    """
-    from rxlens.operators._merge_sessions import merge_sessions as merge
-
-    if isinstance(client, LensClient):
-        if session_ids is None:
-            raise ConfigurationError("merge_sessions(client, session_ids): name the sessions")
-        sources = {sid: client.events(sid, **events_options) for sid in session_ids}
-    else:
-        if session_ids is not None or events_options:
-            raise ConfigurationError(
-                "merge_sessions(mapping) takes no session_ids or events options"
-            )
-        sources = dict(client)
-    return merge(sources, scheduler=scheduler)
+#: The one merge_sessions, here too for code that imported it from this module.
+merge_sessions = _merge_sessions

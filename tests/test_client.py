@@ -301,7 +301,6 @@ def test_session_context_destroys_on_error(client: LensClient, emu: LensEmulator
 
 
 def test_merge_sessions_with_a_client_tags_and_isolates_failures() -> None:
-    import rxlens
     from rxlens.operators import SessionFailed
 
     # replay="all": the events are in the log before anyone reads, so no timing is involved.
@@ -309,9 +308,7 @@ def test_merge_sessions_with_a_client_tags_and_isolates_failures() -> None:
         client = LensClient(api_key=emu.api_key, base_url=emu.base_url)
         good = emu.create_session()
         emu.push_many(good, [payload(i) for i in range(3)])
-        merged = rxlens.merge_sessions(
-            client, [good, "lsn-missing"], policy=FAST, check_channel=False
-        )
+        merged = client.merge_sessions([good, "lsn-missing"], policy=FAST, check_channel=False)
         sink, disposable = subscribe(merged)
         sink.wait_for(
             lambda items: len(results(items)) == 3
@@ -326,8 +323,14 @@ def test_merge_sessions_with_a_client_tags_and_isolates_failures() -> None:
     assert {r.session_id for r in results(sink.items)} == {good}
 
 
-def test_merge_sessions_needs_session_ids(client: LensClient) -> None:
+def test_there_is_one_merge_sessions(client: LensClient) -> None:
     import rxlens
+    import rxlens.client
+    import rxlens.operators
 
-    with pytest.raises(ConfigurationError):
-        rxlens.merge_sessions(client)
+    assert rxlens.merge_sessions is rxlens.operators.merge_sessions
+    assert rxlens.client.merge_sessions is rxlens.operators.merge_sessions
+    with pytest.raises(ConfigurationError, match="no session ids"):
+        rxlens.merge_sessions({}, ["lsn-a"])
+    with pytest.raises(TypeError, match="mapping"):
+        rxlens.merge_sessions(42)  # type: ignore[arg-type]

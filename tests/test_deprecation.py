@@ -83,3 +83,20 @@ def test_old_names_are_not_exported() -> None:
     assert not {"count_labels", "vote", "mean_of_scores"} & set(rxlens.operators.__all__)
     with pytest.raises(AttributeError):
         rxlens.sinks.NO_SUCH_NAME  # noqa: B018
+
+
+def test_the_old_client_form_of_merge_sessions_warns_and_delegates() -> None:
+    client = rxlens.LensClient(api_key="k", base_url="http://127.0.0.1:9/api")
+    calls: list[tuple[list[str], dict[str, Any]]] = []
+
+    def record(session_ids: list[str], **options: Any) -> str:
+        calls.append((list(session_ids), options))
+        return "merged"
+
+    client.merge_sessions = record  # type: ignore[method-assign]
+    merged, caught = deprecations(lambda: rxlens.merge_sessions(client, ["lsn-a"], follow=True))
+    assert merged == "merged"
+    assert calls == [(["lsn-a"], {"scheduler": None, "follow": True})]
+    assert len(caught) == 1 and "client.merge_sessions(session_ids)" in caught[0]
+    with pytest.raises(rxlens.errors.ConfigurationError):
+        rxlens.merge_sessions(client)  # type: ignore[call-overload]

@@ -29,7 +29,6 @@ import pytest
 
 import rxlens.client as client_module
 from rxlens import LensClient, RetryPolicy, collect
-from rxlens.client import merge_sessions
 from rxlens.emulator import Faults, LensEmulator
 from rxlens.errors import (
     AuthenticationError,
@@ -278,8 +277,9 @@ def test_the_key_never_leaks_from_a_run(
             texts.append(repr(client.sessions.metadata(made)))
         merged_path = tmp_path / "merged.jsonl"
         merged = collect(
-            merge_sessions(client, [sid, "lsn-0000000000000000"], policy=FAST, check_channel=False)
-            .pipe(to_jsonl(merged_path)),
+            client.merge_sessions(
+                [sid, "lsn-0000000000000000"], policy=FAST, check_channel=False
+            ).pipe(to_jsonl(merged_path)),
             timeout=20,
         )
         texts += [repr(e) for e in merged]

@@ -3,22 +3,38 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SingleAssignmentDisposable
 
-from rxlens.errors import RecordedSessionError
+from rxlens._deprecation import warn_once
+from rxlens.errors import ConfigurationError, RecordedSessionError
 from rxlens.events import SESSION_FAILED, LensEvent, SessionFailed, tag_session
 
 
+class _SessionsClient(Protocol):
+    def merge_sessions(
+        self, session_ids: Iterable[str], *, scheduler: Any = ..., **events_options: Any
+    ) -> Observable[LensEvent]: ...
+
+
 def merge_sessions(
-    sources: Mapping[str, Observable[LensEvent]],
+    sources: Mapping[str, Observable[LensEvent]] | _SessionsClient,
+    session_ids: Iterable[str] | None = None,
     *,
     scheduler: abc.SchedulerBase | None = None,
+    **events_options: Any,
 ) -> Observable[LensEvent]:
     """Merge several sessions' event streams, tagging each event with its session id.
+
+    This is the one ``merge_sessions`` (also ``rxlens.merge_sessions``): a creation function,
+    like ``reactivex.merge``. To merge sessions of a client, call
+    ``client.merge_sessions(session_ids, **events_options)``, which builds
+    ``{sid: client.events(sid, **events_options)}`` and calls this. The previous form,
+    ``merge_sessions(client, session_ids, ...)``, still works for one release, with a
+    ``DeprecationWarning``.
 
     ``sources`` maps a session id to that session's stream (read once, at call time). Every
     event is re-emitted with ``session_id`` set to its key (via :func:`dataclasses.replace`).
@@ -41,6 +57,24 @@ def merge_sessions(
     An item that is not a Lens event (no ``session_id`` dataclass field) fails its session the
     same way, with a ``TypeError``.
     """
+    if not isinstance(sources, Mapping):
+        if not hasattr(sources, "merge_sessions"):
+            raise TypeError(
+                f"merge_sessions takes a mapping of session id to Observable, got "
+                f"{type(sources).__name__}"
+            )
+        warn_once(
+            "rxlens.merge_sessions(client, session_ids)",
+            "client.merge_sessions(session_ids)",
+        )
+        if session_ids is None:
+            raise ConfigurationError("client.merge_sessions(session_ids): name the sessions")
+        return sources.merge_sessions(session_ids, scheduler=scheduler, **events_options)
+    if session_ids is not None or events_options:
+        raise ConfigurationError(
+            "merge_sessions(mapping) takes no session ids or events options: those are "
+            "client.merge_sessions(session_ids, **events_options)"
+        )
     pairs = list(sources.items())
 
     def subscribe(
