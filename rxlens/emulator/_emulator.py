@@ -578,3 +578,28 @@ class LensEmulator:
 
             self._ticker.schedule(time.monotonic() + period, job)
         return session, record
+
+    # --- drawn streams ----------------------------------------------------------------------
+
+    def play_stream(
+        self,
+        session_id: str,
+        timed_events: Iterable[tuple[float, Any]],
+        *,
+        speed: float | None = None,
+        destroy_when_done: bool | None = None,
+    ) -> list[Any]:
+        """Play a timed stream of Lens events (drawn or recorded) into a session.
+
+        ``timed_events`` are ``(seconds, LensEvent)`` pairs, such as
+        :func:`rxlens.testing.strategies.lens_streams` draws; only their data events are sent
+        (this server makes its own start, heartbeat and end frames). Returns the events sent.
+        See :func:`rxlens.testing.play_stream`.
+        """
+        from rxlens.testing._play import play_stream
+
+        return list(
+            play_stream(
+                self, session_id, timed_events, speed=speed, destroy_when_done=destroy_when_done
+            )
+        )
