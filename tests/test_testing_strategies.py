@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import importlib
+import itertools
 import json
 import sys
 
@@ -44,10 +45,7 @@ def examples(n: int, **kwargs: object) -> settings:
 
 def reparse(event: LensEvent) -> LensEvent | None:
     """The event the parser makes of the frame a server would send for ``event``."""
-    if isinstance(event, MalformedEvent):
-        data = event.raw
-    else:
-        data = json.dumps(to_json(event))
+    data = event.raw if isinstance(event, MalformedEvent) else json.dumps(to_json(event))
     return parse_event(Event(data, id=event.id), received_at=event.received_at)
 
 
@@ -137,7 +135,7 @@ def check_stream(stream: TimedStream, heartbeat_interval: float, start_at: float
     for at, event in stream:
         assert event.received_at == pytest.approx(start_at + at)
     # Heartbeats in idle stretches: never a longer silence than the interval (rate 1/s here).
-    assert all(b - a <= heartbeat_interval + 1e-9 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a <= heartbeat_interval + 1e-9 for a, b in itertools.pairwise(times))
     # The end, if any, comes last; a start opens each connection.
     ends = [i for i, (_, e) in enumerate(stream) if e.type == STREAM_END]
     assert ends == ([len(stream) - 1] if stream.ended else [])
@@ -145,9 +143,9 @@ def check_stream(stream: TimedStream, heartbeat_interval: float, start_at: float
     assert starts == 1 + stream.drops + stream.restarts
     # Ids increase within a connection, except for the copies a drop replays.
     sent_ids = [int(e.id) for e in stream.sent if e.id is not None]
-    restarts_seen = sum(1 for a, b in zip(sent_ids, sent_ids[1:], strict=False) if b <= a)
+    restarts_seen = sum(1 for a, b in itertools.pairwise(sent_ids) if b <= a)
     assert restarts_seen <= stream.restarts  # a restart after the last result shows no id
-    assert all(b == a + 1 or b == 1 for a, b in zip(sent_ids, sent_ids[1:], strict=False))
+    assert all(b == a + 1 or b == 1 for a, b in itertools.pairwise(sent_ids))
     # Every data event is a sent one or a replayed copy of a sent one.
     data = [e for _, e in stream if e.type not in (STREAM_START, HEARTBEAT, STREAM_END)]
     assert all(any(e == s for s in stream.sent) for e in data)

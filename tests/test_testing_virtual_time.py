@@ -75,11 +75,11 @@ def test_hot_emits_at_absolute_times_and_late_subscribers_miss_events() -> None:
 
 @pytest.mark.parametrize("bad", [[(2.0, A), (1.0, B)], [(-1.0, A)]])
 def test_out_of_order_or_negative_times_are_refused(bad: list[tuple[float, Any]]) -> None:
-    with pytest.raises(ValueError, match="time order|before 0"):
+    with pytest.raises(ValueError, match=r"time order|before 0"):
         cold(bad, TestScheduler())
-    with pytest.raises(ValueError, match="time order|before 0"):
+    with pytest.raises(ValueError, match=r"time order|before 0"):
         hot(bad, TestScheduler())
-    with pytest.raises(ValueError, match="time order|before 0"):
+    with pytest.raises(ValueError, match=r"time order|before 0"):
         run(lambda s: s, bad)
 
 
