@@ -54,6 +54,19 @@ def _hashable(value: Any) -> bool:
     return True
 
 
+def _occurrences(items: Sequence[Any]) -> list[int]:
+    """For each item, how many equal items come before it, plus one (1 for a first one)."""
+    out: list[int] = []
+    try:
+        running: Counter[Any] = Counter()
+        for item in items:
+            running[item] += 1
+            out.append(running[item])
+    except TypeError:
+        out = [1 + sum(1 for old in items[:i] if old == item) for i, item in enumerate(items)]
+    return out
+
+
 def _distinct(items: Iterable[Any]) -> list[Any]:
     out: list[Any] = []
     for item in items:
@@ -82,7 +95,8 @@ def assert_exactly_once(
     want = list(sent)
     problems: list[str] = []
     in_got, in_want = _counter(got), _counter(want)
-    missing = [(i, item) for i, item in enumerate(want) if in_got(item) < in_want(item)]
+    nth = _occurrences(want)
+    missing = [(i, item) for i, item in enumerate(want) if nth[i] > in_got(item)]
     extra = [item for item in got if in_want(item) == 0]
     repeated = _distinct(item for item in got if 0 < in_want(item) < in_got(item))
     if missing:
