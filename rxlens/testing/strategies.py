@@ -31,6 +31,7 @@ hypothesis is not a dependency of rxlens; importing this module without it raise
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -141,6 +142,25 @@ def kind_of(event: LensEvent) -> str:
 
 
 # --- payloads ----------------------------------------------------------------------------------
+# Strategies are built once and reused: building one inside a draw costs more than the draw.
+
+
+@functools.cache
+def _ints(low: int, high: int) -> st.SearchStrategy[int]:
+    return st.integers(low, high)
+
+
+@functools.cache
+def _pick(options: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    return st.sampled_from(options)
+
+
+@functools.cache
+def _floats(low: float, high: float) -> st.SearchStrategy[float]:
+    return st.floats(low, high, allow_nan=False)
+
+
+_bools = st.booleans()
 
 _words = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=40
@@ -162,33 +182,35 @@ def _timestamp(seconds: int) -> str:
 @st.composite
 def _activity(draw: st.DrawFn, alert: bool) -> dict[str, Any]:
     text = draw(_words)
-    if alert and draw(st.booleans()):
-        text = draw(st.sampled_from(("Alert: ", "ALERT: ", "alert - "))) + text
-    position = _timestamp(draw(st.integers(0, 4 * 3600)))
+    if alert and draw(_bools):
+        text = draw(_pick(("Alert: ", "ALERT: ", "alert - "))) + text
+    position = _timestamp(draw(_ints(0, 4 * 3600)))
     data: dict[str, Any] = {"response": [text]}
-    if draw(st.booleans()):
+    if draw(_bools):
         data["query_id"] = "qry-" + draw(_hex)
     # The sensor position sits under query_metadata in one source, beside the response in
     # another: draw both.
-    if draw(st.booleans()):
-        first = draw(st.integers(0, 10_000))
+    if draw(_bools):
+        first = draw(_ints(0, 10_000))
         data["query_metadata"] = {
             "sensor_timestamp": position,
-            "frame_ids": [first + 5 * i for i in range(draw(st.integers(1, 4)))],
+            "frame_ids": [first + 5 * i for i in range(draw(_ints(1, 4)))],
         }
     else:
         data["sensor_timestamp"] = position
-        data["query_time_sec"] = draw(st.floats(0, 30, allow_nan=False))
+        data["query_time_sec"] = draw(_floats(0, 30))
     return data
 
 
-@st.composite
+_other_labels = st.lists(st.sampled_from(_LABELS), max_size=3, unique=True)
+
+
 def _scores(draw: st.DrawFn, label: str, style: str) -> dict[str, float | int]:
-    names = [label, *draw(st.lists(st.sampled_from(_LABELS), max_size=3, unique=True))]
+    names = [label, *draw(_other_labels)]
     names = list(dict.fromkeys(names))
     if style == "votes":
-        return {name: draw(st.integers(0, 10)) for name in names}
-    weights = [draw(st.integers(1, 100)) for _ in names]
+        return {name: draw(_ints(0, 10)) for name in names}
+    weights = [draw(_ints(1, 100)) for _ in names]
     total = sum(weights)
     scale = 100.0 if style == "percent" else 1.0
     return {name: scale * w / total for name, w in zip(names, weights, strict=True)}
@@ -196,30 +218,38 @@ def _scores(draw: st.DrawFn, label: str, style: str) -> dict[str, float | int]:
 
 @st.composite
 def _machine_state(draw: st.DrawFn) -> dict[str, Any]:
-    push_mode = draw(st.booleans())
-    label = draw(st.sampled_from(_LABELS + (("unknown",) if push_mode else ())))
-    style = draw(st.sampled_from(SCORE_STYLES))
-    meta: dict[str, Any] = {"query_timestamp": draw(st.floats(1.7e9, 1.8e9))}
+    push_mode = draw(_bools)
+    label = draw(_pick(_LABELS + (("unknown",) if push_mode else ())))
+    style = draw(_pick(SCORE_STYLES))
+    meta: dict[str, Any] = {"query_timestamp": draw(_floats(1.7e9, 1.8e9))}
     if not push_mode:
-        window = draw(st.sampled_from((50, 100, 200)))
+        window = draw(_pick((50, 100, 200)))
         meta["query_metadata"] = {
-            "read_index": window * draw(st.integers(0, 50)),
+            "read_index": window * draw(_ints(0, 50)),
             "file_id": "data.csv",
             "window_size": window,
             "total_rows": window * 51,
         }
-    return {"response": [label, draw(_scores(label, style))], "query_metadata": meta}
+    return {"response": [label, _scores(draw, label, style)], "query_metadata": meta}
 
 
-@st.composite
-def _embedding(draw: st.DrawFn, size: int) -> dict[str, Any]:
+def _embedding(size: int) -> st.SearchStrategy[dict[str, Any]]:
     value = st.floats(-1.0, 1.0, allow_nan=False, width=32)
-    channels = [draw(st.lists(value, min_size=size, max_size=size)) for _ in range(4)]
+    channel = st.lists(value, min_size=size, max_size=size)
+
+    @st.composite
+    def draw_embedding(draw: st.DrawFn) -> dict[str, Any]:
+        return _embedding_payload(draw, [draw(channel) for _ in range(4)])
+
+    return draw_embedding()
+
+
+def _embedding_payload(draw: st.DrawFn, channels: list[list[float]]) -> dict[str, Any]:
     return {
         "response": channels,
         "query_metadata": {
-            "query_timestamp": draw(st.floats(1.7e9, 1.8e9)),
-            "query_metadata": {"read_index": draw(st.integers(0, 1000)), "file_id": "data.csv"},
+            "query_timestamp": draw(_floats(1.7e9, 1.8e9)),
+            "query_metadata": {"read_index": draw(_ints(0, 1000)), "file_id": "data.csv"},
         },
     }
 
@@ -241,7 +271,9 @@ def _envelope(lens_type: str, data: Any) -> dict[str, Any]:
     return {"type": lens_type, "event_data": data}
 
 
-@st.composite
+_log_data = st.one_of(_words, st.fixed_dictionaries({"message": _words}))
+
+
 def _payload(
     draw: st.DrawFn,
     kind: str,
@@ -255,34 +287,35 @@ def _payload(
             HEARTBEAT,
             {
                 "session_id": session_id,
-                "session_status": draw(st.sampled_from(_STATUSES)),
-                "num_messages": draw(st.integers(0, 10_000)),
-                "num_bytes": draw(st.integers(0, 10**7)),
-                "message_timeout": draw(st.sampled_from((5.0, 10.0, 15.0, 20.0))),
+                "session_status": draw(_pick(_STATUSES)),
+                "num_messages": draw(_ints(0, 10_000)),
+                "num_bytes": draw(_ints(0, 10**7)),
+                "message_timeout": draw(_pick((5.0, 10.0, 15.0, 20.0))),
             },
         )
     if kind == "end":
         stats = {
-            "num_messages": draw(st.integers(0, 10_000)),
-            "num_bytes": draw(st.integers(0, 10**7)),
-            "num_errors": draw(st.integers(0, 3)),
-            "sse_run_time": draw(st.floats(0, 3600, allow_nan=False)),
+            "num_messages": draw(_ints(0, 10_000)),
+            "num_bytes": draw(_ints(0, 10**7)),
+            "num_errors": draw(_ints(0, 3)),
+            "sse_run_time": draw(_floats(0, 3600)),
         }
-        return _envelope(STREAM_END, draw(st.sampled_from((None, stats))))
+        return _envelope(STREAM_END, stats if draw(_bools) else None)
     if kind == "result":
         return _envelope(INFERENCE_RESULT, draw(results))
     if kind == "modify":
-        label = draw(st.sampled_from(_LABELS))
+        label = draw(_pick(_LABELS))
         return _envelope(MODIFY_RESULT, {"query_metadata": {"class_name": label}})
     if kind == "error":
         query = "session-modify-qry-" + draw(_hex)
         return _envelope(INFERENCE_ERROR, {"error_messages": [f"query_id: {query} failed!"]})
     if kind == "log":
-        data = draw(st.one_of(_words, st.fixed_dictionaries({"message": _words})))
-        return _envelope(draw(st.sampled_from(_LOG_TYPES)), data)
+        data = draw(_log_data)
+        return _envelope(draw(_pick(_LOG_TYPES)), data)
     if kind == "unknown":
-        return _envelope(draw(st.sampled_from(_UNKNOWN_TYPES)), draw(_json_values))
-    return draw(st.sampled_from(_MALFORMED_FRAMES))
+        return _envelope(draw(_pick(_UNKNOWN_TYPES)), draw(_json_values))
+    frame: str = draw(_pick(_MALFORMED_FRAMES))
+    return frame
 
 
 def _build(payload: dict[str, Any] | str, event_id: str | None, at: float) -> LensEvent:
@@ -328,11 +361,11 @@ def lens_events(
 
     @st.composite
     def draw_event(draw: st.DrawFn) -> LensEvent:
-        kind = draw(st.sampled_from(chosen))
+        kind = draw(_pick(chosen))
         sid = session_id if session_id is not None else draw(_session_ids)
-        event_id = str(draw(st.integers(1, 10**6))) if ids and draw(st.booleans()) else None
-        at = draw(st.floats(1.7e9, 1.8e9))
-        return _build(draw(_payload(kind, sid, results)), event_id, at)
+        event_id = str(draw(_ints(1, 10**6))) if ids and draw(_bools) else None
+        at = draw(_floats(1.7e9, 1.8e9))
+        return _build(_payload(draw, kind, sid, results), event_id, at)
 
     return draw_event()
 
@@ -406,15 +439,15 @@ def lens_streams(
             emit(_envelope(STREAM_START, {"session_id": sid, "reader_id": draw(_hex)}), None)
 
         connect()
-        n_results = draw(st.integers(min_results, max_results))
-        n_others = draw(st.integers(0, max(1, n_results // 3))) if len(data_kinds) > 1 else 0
+        n_results = draw(_ints(min_results, max_results))
+        n_others = draw(_ints(0, max(1, n_results // 3))) if len(data_kinds) > 1 else 0
         plan = ["result"] * n_results + [
-            draw(st.sampled_from(data_kinds[1:])) for _ in range(n_others)
+            draw(_pick(tuple(data_kinds[1:]))) for _ in range(n_others)
         ]
         order = draw(st.permutations(plan)) if plan else []
         for kind in order:
             # Irregular gaps around the mean, with now and then a long quiet stretch.
-            gap = mean_gap * draw(st.sampled_from((0.0, 0.25, 0.5, 1.0, 1.0, 1.5, 2.0, 8.0)))
+            gap = mean_gap * draw(_pick((0.0, 0.25, 0.5, 1.0, 1.0, 1.5, 2.0, 8.0)))
             due = clock + gap
             while due - last_frame >= heartbeat_interval:
                 clock = last_frame + heartbeat_interval
@@ -434,7 +467,7 @@ def lens_streams(
                 )
                 last_frame = clock
             clock = due
-            payload = draw(_payload(kind, sid, results))
+            payload = _payload(draw, kind, sid, results)
             event = emit(payload, str(next_id) if ids else None)
             next_id += 1
             stream.mark_sent()
@@ -448,9 +481,9 @@ def lens_streams(
             )
             if fault == "drop":
                 stream.drops += 1
-                clock += mean_gap * draw(st.sampled_from((0.0, 0.5, 1.0)))
+                clock += mean_gap * draw(_pick((0.0, 0.5, 1.0)))
                 connect()
-                replayed = draw(st.integers(0, min(3, len(delivered)))) if ids else 0
+                replayed = draw(_ints(0, min(3, len(delivered)))) if ids else 0
                 for old in delivered[len(delivered) - replayed :]:
                     stream.append((clock, replace(old, received_at=start_at + clock)))
                 last_frame = clock
@@ -461,7 +494,7 @@ def lens_streams(
                 next_id = 1
                 delivered = []
                 last_frame = clock
-        ended = draw(st.booleans()) if end is None else end
+        ended = draw(_bools) if end is None else end
         if ended:
             clock = max(clock, last_frame) + mean_gap
             emit(_envelope(STREAM_END, None), None)
@@ -526,7 +559,7 @@ def frames(
     @st.composite
     def draw_frames(draw: st.DrawFn) -> SSEFrames:
         events = [event for _, event in draw(source)]
-        data = "".join(_encode(event, draw(st.integers(0, 15))) for event in events)
+        data = "".join(_encode(event, draw(_ints(0, 15))) for event in events)
         raw = data.encode("utf-8")
         cuts = draw(
             st.lists(st.integers(0, len(raw)), max_size=max(0, max_chunks - 1), unique=True)
