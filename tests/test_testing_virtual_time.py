@@ -15,6 +15,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 import rxlens.testing
 import rxlens.testing._laws
 import rxlens.testing._virtual_time
+import rxlens.testing.strategies
 from rxlens.events import INFERENCE_RESULT, InferenceResult, LensEvent
 from rxlens.operators import only_results, window_results
 from rxlens.testing import HOT_START, TimedStream, cold, hot, run
@@ -134,7 +135,9 @@ def test_a_property_test_is_three_lines(stream: TimedStream) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", [rxlens.testing._virtual_time, rxlens.testing._laws], ids=lambda m: m.__name__
+    "module",
+    [rxlens.testing._virtual_time, rxlens.testing._laws, rxlens.testing.strategies],
+    ids=lambda m: m.__name__,
 )
 def test_docstring_examples_run(module: Any) -> None:
     failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
