@@ -318,6 +318,12 @@ def _payload(
     return frame
 
 
+def _load_schemas() -> None:
+    # Malformed frames are judged by the marshmallow schemas, imported on first use; import
+    # them now, or the first draw looks slow to hypothesis's health check.
+    import rxlens.schemas  # noqa: F401
+
+
 def _build(payload: dict[str, Any] | str, event_id: str | None, at: float) -> LensEvent:
     if isinstance(payload, dict):
         # The frame as a server writes it, so raw is what the parser would keep.
@@ -358,6 +364,8 @@ def lens_events(
     if "malformed" in chosen and not malformed:
         raise ValueError("kinds includes 'malformed': pass malformed=True to draw such frames")
     results = _result_payloads(lenses, embedding_size)
+    if "malformed" in chosen:
+        _load_schemas()
 
     @st.composite
     def draw_event(draw: st.DrawFn) -> LensEvent:
@@ -419,6 +427,8 @@ def lens_streams(
     data_kinds = ["result"] + (["modify", "error", "log", "unknown"] if others else [])
     data_kinds += ["malformed"] * malformed
     mean_gap = 1.0 / rate
+    if malformed:
+        _load_schemas()
 
     @st.composite
     def draw_stream(draw: st.DrawFn) -> TimedStream:
@@ -528,8 +538,9 @@ def _encode(event: LensEvent, style: int) -> str:
         data = event.raw
     else:
         # Compact JSON or the default separators: servers differ, the parser must not care.
+        # Non-ASCII text as escapes or as UTF-8 (then a chunk may end inside a character).
         separators = (",", ":") if style & 1 else None
-        data = json.dumps(to_json(event), separators=separators)
+        data = json.dumps(to_json(event), separators=separators, ensure_ascii=not style & 16)
     lines = []
     if style & 2:
         lines.append(": keep-alive")  # a comment line, which the spec allows anywhere
@@ -559,7 +570,7 @@ def frames(
     @st.composite
     def draw_frames(draw: st.DrawFn) -> SSEFrames:
         events = [event for _, event in draw(source)]
-        data = "".join(_encode(event, draw(_ints(0, 15))) for event in events)
+        data = "".join(_encode(event, draw(_ints(0, 31))) for event in events)
         raw = data.encode("utf-8")
         cuts = draw(
             st.lists(st.integers(0, len(raw)), max_size=max(0, max_chunks - 1), unique=True)
