@@ -152,6 +152,8 @@ def check_stream(stream: TimedStream, heartbeat_interval: float, start_at: float
     assert len(data) >= len(stream.sent)
     if not stream.restarts:
         assert [e for _, e in data_events(list(stream))] == stream.sent
+    # Every frame of a stream is one the parser gives back unchanged, too.
+    assert all(reparse(e) == e for _, e in stream)
 
 
 @examples(100)
