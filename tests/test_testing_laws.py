@@ -201,6 +201,14 @@ def test_same_at_any_speed_reads_a_recording_and_a_list_of_events(tmp_path: Path
         assert_same_at_any_speed(per_five_seconds, path)
 
 
+def test_same_at_any_speed_replays_a_clock_step_back_in_recorded_order() -> None:
+    times = [100.0, 103.0, 101.0, 106.0]  # the wall clock stepped back once
+    events = [
+        InferenceResult([label], received_at=t) for label, t in zip("AABB", times, strict=True)
+    ]
+    assert assert_same_at_any_speed(labels_by_count, events) == ["A", "B"]
+
+
 def test_same_at_any_speed_refuses_bad_speeds() -> None:
     with pytest.raises(ValueError, match="speeds"):
         assert_same_at_any_speed(labels_by_count, [], speeds=(1.0, 0.0))

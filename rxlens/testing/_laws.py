@@ -194,8 +194,14 @@ def _timed(recording_or_stream: Any) -> list[tuple[float, Any]]:
         recording_or_stream = list(read_recording(recording_or_stream))
     pairs = list(recording_or_stream)
     if pairs and all(isinstance(item, LensEvent) for item in pairs):
-        first = pairs[0].received_at
-        return [(max(0.0, event.received_at - first), event) for event in pairs]
+        # Events in recorded order at their receive times; a clock step back (receive times
+        # are wall-clock) replays the event at once rather than out of order.
+        first, latest = pairs[0].received_at, 0.0
+        timed: list[tuple[float, Any]] = []
+        for event in pairs:
+            latest = max(latest, event.received_at - first)
+            timed.append((latest, event))
+        return timed
     return [(float(at), event) for at, event in pairs]
 
 
