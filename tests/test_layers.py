@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, float]] = [
     ("rxlens._event_decoding", EVENTS),
     ("rxlens._format", EVENTS),
     ("rxlens._record_format", EVENTS),
+    ("rxlens._timed", EVENTS),
     ("rxlens.analytics", OPERATORS),
     ("rxlens.operators", OPERATORS),
     ("rxlens.operators.", OPERATORS),

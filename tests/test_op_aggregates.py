@@ -6,14 +6,18 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reactivex import operators as ops
 from reactivex.testing import ReactiveTest, TestScheduler
 
+import rxlens.testing
 from rxlens import analytics
 from rxlens.analytics import default_label
 from rxlens.events import Heartbeat, InferenceResult, SessionFailed
 from rxlens.operators import label_counts, majority_vote, mean_scores, rate
+from rxlens.testing import TimedStream
+from rxlens.testing.strategies import LENSES, lens_streams
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed
@@ -222,3 +226,21 @@ def test_rate_forwards_errors_without_a_partial_value() -> None:
 def test_rate_rejects_a_non_positive_span() -> None:
     with pytest.raises(ValueError, match="positive"):
         rate(0)
+
+
+# --- on drawn sessions (rxlens.testing.strategies) ---------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lens_streams(lenses=LENSES, malformed=True))
+def test_aggregates_of_a_whole_drawn_session_agree_with_references(stream: TimedStream) -> None:
+    events = stream.events
+    [counts] = rxlens.testing.run(lambda s: s.pipe(ops.to_list(), label_counts()), stream).values
+    # Labels of results only (Machine State labels, Activity Monitor texts), every score style.
+    labels = [e.label for e in events if isinstance(e, InferenceResult) and e.label is not None]
+    assert counts == Counter(labels)
+    [means] = rxlens.testing.run(lambda s: s.pipe(ops.to_list(), mean_scores()), stream).values
+    scored = [e.scores for e in events if isinstance(e, InferenceResult) and e.scores]
+    for name in {n for scores in scored for n in scores}:
+        values = [scores[name] for scores in scored if name in scores]
+        assert means[name] == pytest.approx(sum(values) / len(values))

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import reactivex
+from hypothesis import HealthCheck, given, settings
 from reactivex import operators as ops
 from reactivex.testing import ReactiveTest, TestScheduler
 
+import rxlens.testing
 from rxlens.events import (
     Heartbeat,
     InferenceResult,
@@ -18,6 +20,8 @@ from rxlens.events import (
     UnknownEvent,
 )
 from rxlens.operators._only_results import only_results
+from rxlens.testing import TimedStream
+from rxlens.testing.strategies import LENSES, lens_streams
 
 on_next, on_completed, on_error = (
     ReactiveTest.on_next,
@@ -88,3 +92,16 @@ def test_each_subscription_is_independent() -> None:
     xs.pipe(op).subscribe(again.append, scheduler=scheduler)
     scheduler.advance_by(20)
     assert again == [R1]
+
+
+# --- on drawn sessions (rxlens.testing.strategies) ---------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lens_streams(lenses=LENSES, malformed=True))
+def test_only_results_keeps_exactly_the_results_of_any_session_at_their_times(
+    stream: TimedStream,
+) -> None:
+    emitted = rxlens.testing.run(lambda events: events.pipe(only_results()), stream)
+    assert emitted == [(at, e) for at, e in stream if isinstance(e, InferenceResult)]
+    assert emitted.completed_at == stream[-1][0]

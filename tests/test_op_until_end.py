@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import reactivex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from reactivex.testing import ReactiveTest, TestScheduler
 
+import rxlens.testing
 from rxlens.events import Heartbeat, InferenceResult, StreamEnd
 from rxlens.operators._until_end import until_end
+from rxlens.testing import TimedStream
+from rxlens.testing.strategies import lens_streams
 
 on_next, on_completed, on_error = (
     ReactiveTest.on_next,
@@ -108,3 +113,20 @@ def test_until_end_forwards_the_subscription_scheduler() -> None:
 
     reactivex.create(source).pipe(until_end()).subscribe(scheduler=scheduler)
     assert seen == [scheduler]
+
+
+# --- on drawn sessions (rxlens.testing.strategies) ---------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lens_streams(), st.booleans())
+def test_until_end_delivers_a_drawn_session_up_to_its_end(
+    stream: TimedStream, inclusive: bool
+) -> None:
+    emitted = rxlens.testing.run(lambda events: events.pipe(until_end(inclusive)), stream)
+    if stream.ended:
+        # The end is the stream's last frame: everything before it, the end if inclusive.
+        assert emitted == (stream if inclusive else stream[:-1])
+    else:
+        assert emitted == stream
+    assert emitted.completed_at == stream[-1][0]

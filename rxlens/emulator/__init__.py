@@ -29,6 +29,7 @@ from rxlens.emulator._errors import (
 )
 from rxlens.emulator._faults import LARGE_EVENT_BYTES, Faults, MalformedKind
 from rxlens.emulator._lenses import LENSES, LensSpec
+from rxlens.emulator._play import play_stream
 from rxlens.emulator._server import ServerLimits, is_loopback
 from rxlens.emulator._stats import EmulatorStats, ReaderStats, SessionStats
 
@@ -50,4 +51,5 @@ __all__ = [
     "SessionStats",
     "UnknownSession",
     "is_loopback",
+    "play_stream",
 ]

@@ -18,6 +18,7 @@ from rxlens.emulator._errors import (
 )
 from rxlens.emulator._faults import FaultBudget, Faults
 from rxlens.emulator._lenses import LENSES
+from rxlens.emulator._play import play_stream
 from rxlens.emulator._registry import Registry, UnknownSessionMode
 from rxlens.emulator._server import EmulatorServer, ServerLimits, is_loopback
 from rxlens.emulator._sessions import Session, SessionDestroyed, StatusStyle, _Pull
@@ -448,4 +449,27 @@ class LensEmulator:
             readers_open=sum(len(s.readers) for s in sessions),
             sessions=len(sessions),
             sessions_running=sum(1 for s in sessions if not s.destroyed),
+        )
+
+    # --- drawn streams ----------------------------------------------------------------------
+
+    def play_stream(
+        self,
+        session_id: str,
+        timed_events: Iterable[tuple[float, Any]],
+        *,
+        speed: float | None = None,
+        destroy_when_done: bool | None = None,
+    ) -> list[Any]:
+        """Play a timed stream of Lens events (drawn or recorded) into a session.
+
+        ``timed_events`` are ``(seconds, LensEvent)`` pairs, such as
+        :func:`rxlens.testing.strategies.lens_streams` draws; only their data events are sent
+        (this server makes its own start, heartbeat and end frames). Returns the events sent.
+        ``rxlens.testing.play_stream(emulator, ...)`` is the same.
+        """
+        return list(
+            play_stream(
+                self, session_id, timed_events, speed=speed, destroy_when_done=destroy_when_done
+            )
         )
