@@ -322,7 +322,7 @@ def _times(frame: Any, column: str | None) -> Any:
         elif "event" in frame.columns:
             # A frame of event objects without the column: read the results' own times (as
             # time="sensor" does: query_timestamp, else sensor_timestamp as an offset).
-            from rxlens.operators._event_time import sensor_time
+            from rxlens.operators import sensor_time
 
             sensor = frame["event"].map(sensor_time)
             if len(sensor) and sensor.notna().all():

@@ -198,7 +198,7 @@ def test_the_live_view_renders_sessions_windows_alerts_and_resumes() -> None:
 
     from rxlens.cli._demo import DemoView, Track
     from rxlens.events import from_payload
-    from rxlens.sse._state import ConnectionState
+    from rxlens.sse import ConnectionState
 
     def result(label: str, sid: str, event_id: str) -> object:
         import dataclasses

@@ -15,10 +15,15 @@ from reactivex import Observable
 from reactivex import operators as ops
 
 from rxlens.emulator import LensEmulator
-from rxlens.operators import majority_vote, only_results, rising_edge, window_results
-from rxlens.operators._merge_sessions import merge_sessions
-from rxlens.operators._typed import typed
-from rxlens.operators._until_end import until_end
+from rxlens.operators import (
+    majority_vote,
+    merge_sessions,
+    only_results,
+    rising_edge,
+    typed,
+    until_end,
+    window_results,
+)
 from rxlens.recording import replay
 from rxlens.sinks import collect, to_jsonl
 from rxlens.sse import connect

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxlens.events import Heartbeat, InferenceResult
-from rxlens.operators._changes import changes
-from rxlens.operators._rising_edge import rising_edge
+from rxlens.operators import changes, rising_edge
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed

@@ -15,8 +15,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxlens.errors import HeartbeatTimeout, RxLensError
 from rxlens.events import Heartbeat, InferenceResult
-from rxlens.operators._heartbeat_timeout import heartbeat_timeout
-from rxlens.operators._only_results import only_results
+from rxlens.operators import heartbeat_timeout, only_results
 
 on_next, on_completed, on_error = (
     ReactiveTest.on_next,

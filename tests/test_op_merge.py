@@ -17,8 +17,7 @@ from rxlens.events import (
     StreamStart,
     tag_session,
 )
-from rxlens.operators._by_session import by_session
-from rxlens.operators._merge_sessions import merge_sessions
+from rxlens.operators import by_session, merge_sessions
 from rxlens.sinks import collect
 
 on_next = ReactiveTest.on_next
@@ -202,8 +201,7 @@ def test_by_session_groups_and_ends_a_failed_session_group() -> None:
 
 
 def test_by_session_keys_and_majority_per_session() -> None:
-    from rxlens.operators._majority_vote import majority_vote
-    from rxlens.operators._window_results import window_results
+    from rxlens.operators import majority_vote, window_results
 
     merged = merge_sessions(
         {

@@ -19,7 +19,7 @@ from rxlens.events import (
     StreamStart,
     UnknownEvent,
 )
-from rxlens.operators._only_results import only_results
+from rxlens.operators import only_results
 from rxlens.testing import TimedStream
 from rxlens.testing.strategies import LENSES, lens_streams
 

@@ -11,7 +11,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 
 import rxlens.testing
 from rxlens.events import Heartbeat, InferenceResult, StreamEnd
-from rxlens.operators._until_end import until_end
+from rxlens.operators import until_end
 from rxlens.testing import TimedStream
 from rxlens.testing.strategies import lens_streams
 

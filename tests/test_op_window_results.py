@@ -15,7 +15,7 @@ from reactivex.scheduler import TimeoutScheduler
 from reactivex.subject import Subject
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from rxlens.operators._window_results import window_results
+from rxlens.operators import window_results
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed

@@ -33,7 +33,7 @@ from rxlens.errors import (
     TransportError,
 )
 from rxlens.retry import RetryPolicy, is_retryable
-from rxlens.sse._state import ConnectionState
+from rxlens.sse import ConnectionState
 
 if TYPE_CHECKING:
     from rxlens.emulator import LensEmulator

@@ -30,7 +30,7 @@ from rxlens.cli._common import (
 )
 from rxlens.errors import ConfigurationError
 from rxlens.events import LensEvent
-from rxlens.operators._only_results import only_results
+from rxlens.operators import only_results
 
 EXAMPLES = """\
 examples:

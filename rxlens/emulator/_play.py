@@ -12,13 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rxlens._timed import data_events
 from rxlens.events import STREAM_END, LensEvent, MalformedEvent, to_json
 
-if TYPE_CHECKING:
-    from rxlens.emulator._emulator import LensEmulator
+
+class _Emulator(Protocol):
+    """What playing needs of :class:`rxlens.emulator.LensEmulator` (its public methods)."""
+
+    def push(self, session_id: str, payload: Any) -> int: ...
+
+    def destroy(self, session_id: str) -> None: ...
+
+    def play(
+        self,
+        session_id: str,
+        payloads: Iterable[Any],
+        *,
+        offsets: Iterable[float] | None = ...,
+        speed: float = ...,
+        destroy_when_done: bool = ...,
+    ) -> Any: ...
 
 __all__ = ["play_stream"]
 
@@ -28,7 +43,7 @@ def _payload(event: LensEvent) -> Any:
 
 
 def play_stream(
-    emulator: LensEmulator,
+    emulator: _Emulator,
     session_id: str,
     timed_events: Iterable[tuple[float, LensEvent]],
     *,

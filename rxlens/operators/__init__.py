@@ -29,7 +29,7 @@ from rxlens.errors import RecordedSessionError
 from rxlens.events import SessionFailed
 from rxlens.operators._by_session import by_session
 from rxlens.operators._changes import Change, changes
-from rxlens.operators._event_time import Window, Windowed
+from rxlens.operators._event_time import Window, Windowed, sensor_time
 from rxlens.operators._heartbeat_timeout import heartbeat_timeout
 from rxlens.operators._label_counts import label_counts
 from rxlens.operators._majority_vote import majority_vote
@@ -61,6 +61,7 @@ __all__ = [
     "rate",
     "resume",
     "rising_edge",
+    "sensor_time",
     "to_jsonl",
     "typed",
     "until_end",
