@@ -29,6 +29,7 @@ from rxlens.emulator._errors import (
 )
 from rxlens.emulator._faults import LARGE_EVENT_BYTES, Faults, MalformedKind
 from rxlens.emulator._lenses import LENSES, LensSpec
+from rxlens.emulator._mailbox import MailboxFaults, ReplyShape
 from rxlens.emulator._server import ServerLimits, is_loopback
 from rxlens.emulator._stats import EmulatorStats, ReaderStats, SessionStats
 
@@ -43,8 +44,10 @@ __all__ = [
     "Faults",
     "LensEmulator",
     "LensSpec",
+    "MailboxFaults",
     "MalformedKind",
     "ReaderStats",
+    "ReplyShape",
     "ServerLimits",
     "SessionEnded",
     "SessionStats",
