@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ def serve(
     session: Session,
     faults: Callable[[], MailboxFaults],
     answer: Answer,
-    closing: Callable[[], bool],
+    closing: threading.Event,
 ) -> str:
     """Answer the client's events until it closes; returns why the connection ended.
 
@@ -136,7 +137,7 @@ def serve(
     """
     delivered = 0
     replies = 0
-    while not closing():
+    while not closing.is_set():
         frame = ws.receive()
         if frame is None:
             return "client_closed"
@@ -162,8 +163,8 @@ def serve(
             reply = answer(session, event)
         if reply is None:
             continue
-        if active.reply_delay:
-            time.sleep(active.reply_delay)
+        if active.reply_delay and closing.wait(active.reply_delay):
+            break  # the emulator is closing: no reply
         try:
             ws.send_text(json.dumps(reply))
         except OSError:
@@ -172,7 +173,7 @@ def serve(
         if active.close_after is not None and replies >= active.close_after:
             ws.close(active.close_code, "closed by the emulator's close_after fault")
             return f"closed_{active.close_code}"
-    ws.close(NORMAL if not closing() else 1001, "the emulator is closing")
+    ws.close(1001 if closing.is_set() else NORMAL, "the emulator is closing")
     return "emulator_closing"
 
 

@@ -490,7 +490,7 @@ class Handler(BaseHTTPRequestHandler):
                 session,
                 lambda: registry.mailbox_faults_for(session),
                 self._socket_answer,
-                registry.closing.is_set,
+                registry.closing,
             )
         except Exception:
             # After the 101 an HTTP error page would be garbage on the socket: close it.
