@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import warnings
@@ -181,3 +182,43 @@ def test_dispose_during_a_blocked_read_ends_the_thread_at_once(
     subscription.dispose()
     thread.join(0.1)
     assert not thread.is_alive(), f"still reading {time.monotonic() - started:.3f} s after dispose"
+
+
+@pytest.mark.parametrize("channel", ["auto", "mailbox"])
+def test_the_cli_tails_and_records_a_mailbox_session(
+    emu: LensEmulator,
+    channel: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rxlens.cli import main
+    from rxlens.recording import read_recording
+
+    monkeypatch.delenv("ATAI_API_KEY", raising=False)
+    sid = emu.create_session("machine-state", rate=0, seed=3, channel="mailbox")
+    emu.step(sid, 6)
+    emu.destroy(sid)
+    connection = ["--base-url", emu.base_url, "--api-key", emu.api_key, "--channel", channel]
+    assert main(["tail", sid, "--results-only", "--json", *connection]) == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["type"] for line in lines] == ["inference.result"] * 6
+    assert emu.api_key not in out + err
+    if channel == "auto":
+        assert "reading the mailbox channel" in err
+    path = tmp_path / "run.jsonl"
+    assert main(["record", sid, "-o", str(path), *connection]) == 0
+    assert sum(1 for e in read_recording(path) if e.type == "inference.result") == 6
+
+
+def test_the_cli_keeps_the_channel_error_with_channel_sse(
+    emu: LensEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rxlens.cli import main
+
+    sid = emu.create_session("manual", channel="mailbox")
+    code = main(["tail", sid, "--base-url", emu.base_url, "--api-key", emu.api_key,
+                 "--channel", "sse"])
+    assert code != 0
+    assert "session.read" in capsys.readouterr().err
