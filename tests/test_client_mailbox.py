@@ -222,3 +222,43 @@ def test_the_cli_keeps_the_channel_error_with_channel_sse(
                  "--channel", "sse"])
     assert code != 0
     assert "session.read" in capsys.readouterr().err
+
+
+def test_serve_offers_a_mailbox_session_that_tail_reads(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    from rxlens.cli import build_parser, main
+    from rxlens.cli._serve import run
+
+    monkeypatch.delenv("ATAI_API_KEY", raising=False)
+    argv = ["serve", "--port", "0", "--channel", "mailbox", "--lens", "machine-state"]
+    argv += ["--rate", "20"]
+    args = build_parser().parse_args(argv)
+    stop = threading.Event()
+    thread = threading.Thread(target=run, args=(args,), kwargs={"stop": stop}, daemon=True)
+    thread.start()
+    try:
+        out = ""
+        for _ in range(400):
+            out += capsys.readouterr().out
+            if "Press Ctrl-C" in out:
+                break
+            thread.join(0.025)
+        base = re.search(r"serving at (\S+)", out)
+        sid = re.search(r"Session id: (\S+) \(lens machine-state, mailbox channel\)", out)
+        key = re.search(r"API key:\s+(\S+)", out)
+        assert base and sid and key, out
+        assert re.search(r"Mailbox:\s+ws://\S+/lens/sessions/" + sid.group(1), out)
+        code = main(
+            ["tail", sid.group(1), "-n", "3", "--results-only", "--json", "--base-url",
+             base.group(1), "--api-key", key.group(1)]
+        )
+        tail_out, tail_err = capsys.readouterr()
+        assert code == 0, tail_err
+        assert len(tail_out.splitlines()) == 3
+        assert "reading the mailbox channel" in tail_err
+    finally:
+        stop.set()
+        thread.join(5.0)
