@@ -322,11 +322,26 @@ class LensClient:
                 chosen, why = self.choose_channel(session_id)
             log.info("session %s: reading the %s channel (%s)", session_id, chosen, why)
             on_state = _announcing(on_state, chosen, why)
-            if chosen == "mailbox":
-                return self._mailbox_events(
+            if chosen == "mailbox" or why == _UNDECIDED:
+                mailbox_events = self._mailbox_events(
                     session_id, last_event_id, policy, on_malformed, on_state, poll, on_lost,
                     scheduler,
                 )
+                if chosen == "mailbox":
+                    return mailbox_events
+                sse_events = self.events(
+                    session_id,
+                    last_event_id=last_event_id,
+                    follow=follow,
+                    heartbeat_timeout=heartbeat_timeout,
+                    policy=policy,
+                    on_malformed=on_malformed,
+                    on_state=on_state,
+                    check_channel=False,
+                    scheduler=scheduler,
+                    channel="sse",
+                )
+                return self._until_decided(session_id, sse_events, mailbox_events)
             check_channel = False  # decided: the lens writes to SSE
         elif check_channel:
             self.check_channel(session_id)
@@ -443,7 +458,8 @@ class LensClient:
         2. It names no writer: one ``session.read`` under a throwaway ``client_id`` (no real
            reader's position moves). Messages → ``"mailbox"``; none
            → ``"sse"`` (``num_outputs > 0`` says the lens writes there; with no output yet
-           nothing can tell, and SSE is the documented default).
+           nothing can tell: :meth:`events` then reads SSE and probes the mailbox again every
+           :data:`REPROBE_INTERVAL` seconds until the first output decides).
 
         Metadata that cannot be read (for another reason than a bad key or an unknown
         session, which the stream reports) gives ``"sse"`` with a warning, as
@@ -484,7 +500,78 @@ class LensClient:
         outputs = record.get("num_outputs")
         if isinstance(outputs, int) and outputs > 0:
             return "sse", f"the mailbox is empty while the session has {outputs} outputs"
-        return "sse", "the lens names no writer and nothing was output yet (SSE by default)"
+        return "sse", _UNDECIDED
+
+    def _until_decided(
+        self,
+        session_id: str,
+        sse_events: Observable[LensEvent],
+        mailbox_events: Observable[LensEvent],
+    ) -> Observable[LensEvent]:
+        """Read SSE, and probe the mailbox every :data:`REPROBE_INTERVAL` seconds until the
+        first output decides: a data event on SSE stops the probing; messages in the mailbox
+        switch to it (from its start: the probes moved no position), never both."""
+        from rxlens.mailbox import probe
+
+        def subscribe(
+            observer: abc.ObserverBase[LensEvent], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            current = SerialDisposable()
+            lock = threading.Lock()
+            decided = threading.Event()
+            switched = threading.Event()
+
+            def on_sse(event: LensEvent) -> None:
+                with lock:
+                    if switched.is_set():
+                        return
+                    if not event.type.startswith("sse."):
+                        decided.set()
+                observer.on_next(event)
+
+            def on_sse_end(error: Exception | None = None) -> None:
+                with lock:
+                    if switched.is_set():
+                        return
+                    decided.set()
+                if error is None:
+                    observer.on_completed()
+                else:
+                    observer.on_error(error)
+
+            def prober() -> None:
+                while not decided.wait(REPROBE_INTERVAL):
+                    try:
+                        endpoint = self.sessions.record(session_id).get("session_endpoint")
+                        found = isinstance(endpoint, str) and probe(
+                            endpoint, api_key=self.__key, timeout=self.timeout[1]
+                        )
+                    except RxLensError as exc:
+                        log.debug("session %s: mailbox probe failed: %s", session_id, exc)
+                        continue
+                    if not found:
+                        continue
+                    with lock:
+                        if decided.is_set():
+                            return
+                        decided.set()
+                        switched.set()
+                    log.info("session %s: the mailbox has messages: reading it", session_id)
+                    current.disposable = mailbox_events.subscribe(observer, scheduler=scheduler)
+                    return
+
+            current.disposable = sse_events.subscribe(
+                on_sse, on_sse_end, on_sse_end, scheduler=scheduler
+            )
+            threading.Thread(target=prober, name="rxlens-channel-probe", daemon=True).start()
+
+            def dispose() -> None:
+                decided.set()
+                current.dispose()
+
+            return Disposable(dispose)
+
+        return Observable(subscribe)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -531,6 +618,13 @@ class LensClient:
                 "SSE consumer: read its results from the session.read mailbox over the session "
                 "endpoint, or configure the lens with a server_sent_events_writer output stream"
             )
+
+
+#: Why ``channel="auto"`` could not decide (no writer named, no output yet); it then reads
+#: SSE and re-probes the mailbox every :data:`REPROBE_INTERVAL` seconds.
+_UNDECIDED = "the lens names no writer and nothing was output yet: SSE until the first output"
+#: Seconds between mailbox probes while ``channel="auto"`` is undecided.
+REPROBE_INTERVAL = 10.0
 
 
 def _channel_note(channel: str, why: str) -> str:

@@ -262,3 +262,36 @@ def test_serve_offers_a_mailbox_session_that_tail_reads(
     finally:
         stop.set()
         thread.join(5.0)
+
+
+@pytest.mark.parametrize("writer", [None, "mailbox_writer"])
+def test_auto_undecided_reads_sse_and_reprobes_until_the_first_output(
+    emu: LensEmulator, client: LensClient, writer: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rxlens.client
+
+    monkeypatch.setattr(rxlens.client, "REPROBE_INTERVAL", 0.05)
+    lens_id = client.lenses.register({"lens_name": "no-writer", "emulator_lens": "manual"})[
+        "lens_id"
+    ]
+    sid = str(client.sessions.create(lens_id)["session_id"])
+    if writer is not None:
+        client.sessions.process_event(sid, "output_stream.set", {"stream_type": writer})
+    states: list[ConnectionState] = []
+    events = client.events(sid, poll=FAST, on_state=states.append)  # nothing output yet
+    texts: list[str] = []
+    done = threading.Event()
+    subscription = events.pipe(only_results()).subscribe(
+        lambda e: texts.append(str(e.text)), lambda e: done.set(), done.set
+    )
+    try:
+        emu.push_many(sid, [result(i) for i in range(3)])
+        assert wait_for(lambda: len(texts) == 3, timeout=10), texts
+        emu.destroy(sid)
+        assert done.wait(10)
+    finally:
+        subscription.dispose()
+    assert texts == ["r0", "r1", "r2"]
+    assert any("until the first output" in note for note in notes(states))
+    probes = [t for t in threading.enumerate() if t.name == "rxlens-channel-probe"]
+    assert wait_for(lambda: not any(t.is_alive() for t in probes))
