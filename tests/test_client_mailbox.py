@@ -228,40 +228,46 @@ def test_serve_offers_a_mailbox_session_that_tail_reads(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import re
+    import signal
+    import subprocess
+    import sys
 
-    from rxlens.cli import build_parser, main
-    from rxlens.cli._serve import run
+    from rxlens.cli import main
 
     monkeypatch.delenv("ATAI_API_KEY", raising=False)
+    entry = "import sys; from rxlens.cli import main; sys.exit(main())"
     argv = ["serve", "--port", "0", "--channel", "mailbox", "--lens", "machine-state"]
-    argv += ["--rate", "20"]
-    args = build_parser().parse_args(argv)
-    stop = threading.Event()
-    thread = threading.Thread(target=run, args=(args,), kwargs={"stop": stop}, daemon=True)
-    thread.start()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", entry, *argv, "--rate", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+        assert proc.stdout is not None
         out = ""
-        for _ in range(400):
-            out += capsys.readouterr().out
-            if "Press Ctrl-C" in out:
+        while "Press Ctrl-C" not in out:
+            line = proc.stdout.readline()
+            if not line:
                 break
-            thread.join(0.025)
-        base = re.search(r"serving at (\S+)", out)
-        sid = re.search(r"Session id: (\S+) \(lens machine-state, mailbox channel\)", out)
-        key = re.search(r"API key:\s+(\S+)", out)
-        assert base and sid and key, out
-        assert re.search(r"Mailbox:\s+ws://\S+/lens/sessions/" + sid.group(1), out)
-        code = main(
-            ["tail", sid.group(1), "-n", "3", "--results-only", "--json", "--base-url",
-             base.group(1), "--api-key", key.group(1)]
-        )
+            out += line
+        tail = re.search(r"rxlens tail (\S+) --base-url (\S+) --api-key (\S+)", out)
+        assert tail, out
+        sid, base, key = tail.groups()
+        assert f"Session id: {sid} (lens machine-state, mailbox channel)" in out
+        assert re.search(r"Mailbox:\s+ws://\S+/lens/sessions/" + sid, out)
+        args = ["tail", sid, "-n", "3", "--results-only", "--json"]
+        code = main([*args, "--base-url", base, "--api-key", key])
         tail_out, tail_err = capsys.readouterr()
         assert code == 0, tail_err
         assert len(tail_out.splitlines()) == 3
         assert "reading the mailbox channel" in tail_err
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        proc.wait(15)
     finally:
-        stop.set()
-        thread.join(5.0)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("writer", [None, "mailbox_writer"])

@@ -27,9 +27,14 @@ from rxlens.emulator._errors import (
     SessionEnded,
     UnknownSession,
 )
-from rxlens.emulator._faults import LARGE_EVENT_BYTES, Faults, MalformedKind
+from rxlens.emulator._faults import (
+    LARGE_EVENT_BYTES,
+    Faults,
+    MailboxFaults,
+    MalformedKind,
+    ReplyShape,
+)
 from rxlens.emulator._lenses import LENSES, LensSpec
-from rxlens.emulator._mailbox import MailboxFaults, ReplyShape
 from rxlens.emulator._server import ServerLimits, is_loopback
 from rxlens.emulator._stats import EmulatorStats, ReaderStats, SessionStats
 

@@ -16,9 +16,8 @@ from rxlens.emulator._errors import (
     EmulatorTimeout,
     SessionEnded,
 )
-from rxlens.emulator._faults import FaultBudget, Faults
+from rxlens.emulator._faults import FaultBudget, Faults, MailboxFaults
 from rxlens.emulator._lenses import LENSES
-from rxlens.emulator._mailbox import MailboxFaults
 from rxlens.emulator._registry import Registry, UnknownSessionMode
 from rxlens.emulator._server import EmulatorServer, ServerLimits, is_loopback
 from rxlens.emulator._sessions import Session, SessionDestroyed, StatusStyle, _Pull

@@ -18,9 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rxlens.emulator._errors import CAPACITY_MESSAGE, CapacityError, EmulatorError, UnknownSession
-from rxlens.emulator._faults import NO_FAULTS, ConnectionPlan, FaultBudget, Faults
+from rxlens.emulator._faults import (
+    NO_FAULTS,
+    NO_MAILBOX_FAULTS,
+    ConnectionPlan,
+    FaultBudget,
+    Faults,
+    MailboxFaults,
+)
 from rxlens.emulator._lenses import LENSES, LensSpec
-from rxlens.emulator._mailbox import NO_MAILBOX_FAULTS, MailboxFaults
 from rxlens.emulator._sessions import SSE_WRITERS, Session, StatusStyle
 from rxlens.emulator._stream import StreamConfig
 from rxlens.emulator._ticker import Ticker

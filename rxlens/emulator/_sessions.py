@@ -14,15 +14,12 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from rxlens.emulator._faults import FaultBudget, Faults
+from rxlens.emulator._faults import FaultBudget, Faults, MailboxFaults
 from rxlens.emulator._frames import encode_payload
 from rxlens.emulator._lenses import LensSpec, generate, modify_result
 from rxlens.emulator._stats import ReaderStats, SessionStats
-
-if TYPE_CHECKING:
-    from rxlens.emulator._mailbox import MailboxFaults
 
 StatusStyle = Literal["mixed", "plain", "enum", "numeric"]
 
