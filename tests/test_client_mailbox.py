@@ -301,3 +301,25 @@ def test_auto_undecided_reads_sse_and_reprobes_until_the_first_output(
     assert any("until the first output" in note for note in notes(states))
     probes = [t for t in threading.enumerate() if t.name == "rxlens-channel-probe"]
     assert wait_for(lambda: not any(t.is_alive() for t in probes))
+
+
+def test_merge_sessions_reads_a_mailbox_and_an_sse_session_together(
+    emu: LensEmulator, client: LensClient
+) -> None:
+    from rxlens import merge_sessions
+
+    mailbox = emu.create_session("manual", channel="mailbox")
+    sse = emu.create_session("manual")
+    for sid in (mailbox, sse):
+        emu.push_many(sid, [result(i) for i in range(3)])
+        emu.destroy(sid)
+    got: list[Any] = []
+    done = threading.Event()
+    merged = merge_sessions(client, [mailbox, sse], poll=FAST).pipe(only_results())
+    subscription = merged.subscribe(got.append, lambda e: done.set(), done.set)
+    try:
+        assert done.wait(20)
+    finally:
+        subscription.dispose()
+    by_session = {sid: [e.text for e in got if e.session_id == sid] for sid in (mailbox, sse)}
+    assert by_session == {mailbox: ["r0", "r1", "r2"], sse: ["r0", "r1", "r2"]}
