@@ -9,7 +9,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import reactivex
 import requests
@@ -38,6 +38,11 @@ from rxlens.sse._transport import DEFAULT_TIMEOUT, new_session, safe_url
 
 if TYPE_CHECKING:
     from rxlens._rest import Lenses, Sessions
+    from rxlens.mailbox import MailboxSource, OnLost, PollPolicy
+
+#: Which output channel to read: the SSE consumer, the ``session.read`` mailbox, or the one
+#: the session's lens writes to.
+Channel = Literal["auto", "sse", "mailbox"]
 
 log = logging.getLogger("rxlens.client")
 
@@ -63,7 +68,8 @@ def _warn_insecure() -> None:
 
 
 class TypedSource(Observable[LensEvent]):
-    """One typed connection: an :class:`rxlens.sse.SSESource` decoded into Lens events.
+    """One typed connection: an :class:`rxlens.sse.SSESource` (or a
+    :class:`rxlens.mailbox.MailboxSource`) decoded into Lens events.
 
     Like the SSE source under it, it is cold (one connection per subscription) and keeps the
     cursor (:attr:`last_event_id`) that a re-subscription resumes from.
@@ -71,7 +77,9 @@ class TypedSource(Observable[LensEvent]):
     control frames, which servers may leave without ids) arrived without an ``id:``.
     """
 
-    def __init__(self, source: SSESource, on_malformed: OnMalformed = "emit") -> None:
+    def __init__(
+        self, source: SSESource | MailboxSource, on_malformed: OnMalformed = "emit"
+    ) -> None:
         from rxlens.operators._typed import _typed
 
         super().__init__()
@@ -221,8 +229,14 @@ class LensClient:
         last_event_id: str = "",
         on_malformed: OnMalformed = "emit",
         on_state: StateCallback | None = None,
+        channel: Literal["sse", "mailbox"] = "sse",
+        poll: PollPolicy | None = None,
+        on_lost: OnLost = "warn",
     ) -> TypedSource:
         """One typed connection to the session's SSE consumer, per subscription.
+
+        ``channel="mailbox"``: to its ``session.read`` mailbox instead (see
+        :meth:`events`; ``poll`` and ``on_lost`` are :class:`rxlens.mailbox.MailboxSource`'s).
 
         The building block of :meth:`events`; compose your own pipeline with it::
 
@@ -237,6 +251,13 @@ class LensClient:
         The source is the cursor: build this once per subscription (``reactivex.defer``) if
         you subscribe it more than once, as :meth:`events` does.
         """
+        if channel == "mailbox":
+            return TypedSource(
+                self._mailbox_source(session_id, last_event_id, on_state, poll, on_lost),
+                on_malformed,
+            )
+        if channel != "sse":
+            raise ConfigurationError(f"connect: channel is 'sse' or 'mailbox', got {channel!r}")
         source = SSESource(
             self.consumer_url(session_id),
             headers=self.auth_headers(),
@@ -260,8 +281,19 @@ class LensClient:
         on_state: StateCallback | None = None,
         check_channel: bool = True,
         scheduler: abc.SchedulerBase | None = None,
+        channel: Channel = "auto",
+        poll: PollPolicy | None = None,
+        on_lost: OnLost = "warn",
     ) -> Observable[LensEvent]:
         """Every event of a session, resumed across drops, until the stream ends.
+
+        ``channel``: a lens writes its outputs to the SSE consumer or to the ``session.read``
+        mailbox, never both. ``"sse"`` reads the consumer (and, with ``check_channel``, raises
+        :class:`ChannelError` for a mailbox lens); ``"mailbox"`` reads the mailbox (see
+        :meth:`_mailbox_events`); ``"auto"`` (the default) picks by the lens metadata's writer
+        and, when it names none, by one probe ``session.read`` (see :meth:`choose_channel`),
+        and says which it chose (a ``connecting`` state's ``note`` and a log line);
+        ``"auto"`` with ``check_channel=False`` reads SSE without asking (the caller checked).
 
         The canonical pipeline as a preset: ``connect`` → ``heartbeat_timeout`` → ``resume``
         → ``until_end`` (add ``only_results()`` for results only). It
@@ -291,7 +323,37 @@ class LensClient:
         metadata cannot be read).
         """
         self.consumer_url(session_id), self.auth_headers()  # bad input fails here, not later
-        if check_channel:
+        if channel not in ("auto", "sse", "mailbox"):
+            raise ConfigurationError(f"channel is 'auto', 'sse' or 'mailbox', got {channel!r}")
+        if channel == "mailbox" or (channel == "auto" and check_channel):
+            chosen: Literal["sse", "mailbox"] = "mailbox"
+            why = "asked for"
+            if channel == "auto":
+                chosen, why = self.choose_channel(session_id)
+            log.info("session %s: reading the %s channel (%s)", session_id, chosen, why)
+            on_state = _announcing(on_state, chosen, why)
+            if chosen == "mailbox" or why == _UNDECIDED:
+                mailbox_events = self._mailbox_events(
+                    session_id, last_event_id, policy, on_malformed, on_state, poll, on_lost,
+                    scheduler,
+                )
+                if chosen == "mailbox":
+                    return mailbox_events
+                sse_events = self.events(
+                    session_id,
+                    last_event_id=last_event_id,
+                    follow=follow,
+                    heartbeat_timeout=heartbeat_timeout,
+                    policy=policy,
+                    on_malformed=on_malformed,
+                    on_state=on_state,
+                    check_channel=False,
+                    scheduler=scheduler,
+                    channel="sse",
+                )
+                return self._until_decided(session_id, sse_events, mailbox_events)
+            check_channel = False  # decided: the lens writes to SSE
+        elif check_channel:
             self.check_channel(session_id)
 
         def running() -> bool:
@@ -334,6 +396,185 @@ class LensClient:
         """
         sources = {sid: self.events(sid, **events_options) for sid in session_ids}
         return _merge_sessions(sources, scheduler=scheduler)
+
+    # -- the mailbox channel ------------------------------------------------------------------
+
+    def _mailbox_source(
+        self,
+        session_id: str,
+        last_event_id: str | None,
+        on_state: StateCallback | None,
+        poll: PollPolicy | None,
+        on_lost: OnLost,
+    ) -> MailboxSource:
+        from rxlens.mailbox import MailboxSource
+
+        # The endpoint comes from the session record, never from the base URL: the server
+        # names it (another host, another scheme).
+        endpoint = self.sessions.record(session_id).get("session_endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            raise LensAPIError(200, f"session {session_id}'s record names no session_endpoint")
+        return MailboxSource(
+            endpoint,
+            api_key=self.__key,
+            last_event_id=last_event_id or "",
+            poll=poll,
+            on_lost=on_lost,
+            on_state=on_state,
+        )
+
+    def _mailbox_events(
+        self,
+        session_id: str,
+        last_event_id: str | None,
+        policy: RetryPolicy | None,
+        on_malformed: OnMalformed,
+        on_state: StateCallback | None,
+        poll: PollPolicy | None,
+        on_lost: OnLost,
+        scheduler: abc.SchedulerBase | None,
+    ) -> Observable[LensEvent]:
+        """:meth:`events` over the ``session.read`` mailbox: ``connect(channel="mailbox")`` →
+        ``resume`` (cursor ``"<client_id>:<position>"``). No heartbeat timeout (the mailbox
+        sends none; each request has its own reply timeout, ``poll.reply_timeout``) and no
+        ``until_end``: the source completes once the session ended and its mailbox is drained.
+        A batch possibly lost in a drop is reported (``on_lost="warn"``) or replayed
+        (``on_lost="replay"``), see :class:`rxlens.mailbox.MailboxSource`."""
+        from rxlens.operators._resume import resume
+
+        source = self.connect(
+            session_id,
+            last_event_id=last_event_id or "",
+            on_malformed=on_malformed,
+            on_state=on_state,
+            channel="mailbox",
+            poll=poll,
+            on_lost=on_lost,
+        )
+        return source.pipe(resume(policy, on_state=on_state, scheduler=scheduler))
+
+    def choose_channel(self, session_id: str) -> tuple[Literal["sse", "mailbox"], str]:
+        """The channel the session's outputs go to, and why: ``("mailbox", "the lens writes
+        to mailbox_writer")``.
+
+        1. The lens metadata: an SSE writer → ``"sse"``; only other writers → ``"mailbox"``.
+        2. It names no writer: one ``session.read`` under a throwaway ``client_id`` (no real
+           reader's position moves). Messages → ``"mailbox"``; none
+           → ``"sse"`` (``num_outputs > 0`` says the lens writes there; with no output yet
+           nothing can tell: :meth:`events` then reads SSE and probes the mailbox again every
+           :data:`REPROBE_INTERVAL` seconds until the first output decides).
+
+        Metadata that cannot be read (for another reason than a bad key or an unknown
+        session, which the stream reports) gives ``"sse"`` with a warning, as
+        :meth:`check_channel` does; so does a probe that fails (with a log line).
+        """
+        from rxlens.mailbox import probe
+
+        try:
+            config = self.sessions.lens_config(session_id)
+        except Exception as exc:
+            if _stream_fails_alike(exc):
+                return "sse", "the session could not be read; the stream reports why"
+            reason = mask_secrets(str(exc), (self.__key,) if self.__key else ())
+            warnings.warn(
+                f"could not read the lens metadata of session {session_id} to choose its output "
+                f"channel ({type(exc).__name__}: {reason}); reading the SSE consumer: if no "
+                "results arrive, pass channel='mailbox'",
+                stacklevel=3,
+            )
+            return "sse", "the lens metadata could not be read (SSE by default)"
+        writers = _writers(config) if config is not None else set()
+        if any(w in SSE_WRITERS for w in writers):
+            return "sse", f"the lens writes to {', '.join(sorted(writers))}"
+        if writers:
+            return "mailbox", f"the lens writes to {', '.join(sorted(writers))}"
+        try:
+            record = self.sessions.record(session_id)
+            endpoint = record.get("session_endpoint")
+            if not isinstance(endpoint, str) or not endpoint.startswith(("ws://", "wss://")):
+                return "sse", "the lens names no writer and the session no mailbox endpoint"
+            found = probe(endpoint, api_key=self.__key, timeout=self.timeout[1])
+        except RxLensError as exc:
+            # The probe is a guess's helper: its failure leaves the documented default.
+            log.warning("session %s: the mailbox probe failed (%s): reading SSE", session_id, exc)
+            return "sse", f"the lens names no writer and the probe failed ({type(exc).__name__})"
+        if found:
+            return "mailbox", "the lens names no writer; a probe session.read found messages"
+        outputs = record.get("num_outputs")
+        if isinstance(outputs, int) and outputs > 0:
+            return "sse", f"the mailbox is empty while the session has {outputs} outputs"
+        return "sse", _UNDECIDED
+
+    def _until_decided(
+        self,
+        session_id: str,
+        sse_events: Observable[LensEvent],
+        mailbox_events: Observable[LensEvent],
+    ) -> Observable[LensEvent]:
+        """Read SSE, and probe the mailbox every :data:`REPROBE_INTERVAL` seconds until the
+        first output decides: a data event on SSE stops the probing; messages in the mailbox
+        switch to it (from its start: the probes moved no position), never both."""
+        from rxlens.mailbox import probe
+
+        def subscribe(
+            observer: abc.ObserverBase[LensEvent], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            current = SerialDisposable()
+            lock = threading.Lock()
+            decided = threading.Event()
+            switched = threading.Event()
+
+            def on_sse(event: LensEvent) -> None:
+                with lock:
+                    if switched.is_set():
+                        return
+                    if not event.type.startswith("sse."):
+                        decided.set()
+                observer.on_next(event)
+
+            def on_sse_end(error: Exception | None = None) -> None:
+                with lock:
+                    if switched.is_set():
+                        return
+                    decided.set()
+                if error is None:
+                    observer.on_completed()
+                else:
+                    observer.on_error(error)
+
+            def prober() -> None:
+                while not decided.wait(REPROBE_INTERVAL):
+                    try:
+                        endpoint = self.sessions.record(session_id).get("session_endpoint")
+                        found = isinstance(endpoint, str) and probe(
+                            endpoint, api_key=self.__key, timeout=self.timeout[1]
+                        )
+                    except RxLensError as exc:
+                        log.debug("session %s: mailbox probe failed: %s", session_id, exc)
+                        continue
+                    if not found:
+                        continue
+                    with lock:
+                        if decided.is_set():
+                            return
+                        decided.set()
+                        switched.set()
+                    log.info("session %s: the mailbox has messages: reading it", session_id)
+                    current.disposable = mailbox_events.subscribe(observer, scheduler=scheduler)
+                    return
+
+            current.disposable = sse_events.subscribe(
+                on_sse, on_sse_end, on_sse_end, scheduler=scheduler
+            )
+            threading.Thread(target=prober, name="rxlens-channel-probe", daemon=True).start()
+
+            def dispose() -> None:
+                decided.set()
+                current.dispose()
+
+            return Disposable(dispose)
+
+        return Observable(subscribe)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -380,6 +621,34 @@ class LensClient:
                 "SSE consumer: read its results from the session.read mailbox over the session "
                 "endpoint, or configure the lens with a server_sent_events_writer output stream"
             )
+
+
+#: Why ``channel="auto"`` could not decide (no writer named, no output yet); it then reads
+#: SSE and re-probes the mailbox every :data:`REPROBE_INTERVAL` seconds.
+_UNDECIDED = "the lens names no writer and nothing was output yet: SSE until the first output"
+#: Seconds between mailbox probes while ``channel="auto"`` is undecided.
+REPROBE_INTERVAL = 10.0
+
+
+def _channel_note(channel: str, why: str) -> str:
+    return f"reading the {channel} channel: {why}"
+
+
+def _announcing(
+    on_state: StateCallback | None, channel: str, why: str
+) -> StateCallback | None:
+    """``on_state`` with the channel choice added as the note of the first ``connecting``."""
+    if on_state is None:
+        return None
+    told = threading.Event()
+
+    def hook(state: ConnectionState) -> None:
+        if state.kind == "connecting" and not state.note and not told.is_set():
+            told.set()
+            state = dataclasses.replace(state, note=_channel_note(channel, why))
+        report(on_state, state)
+
+    return hook
 
 
 def _stream_fails_alike(error: BaseException) -> bool:

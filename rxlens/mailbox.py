@@ -539,6 +539,34 @@ def _close_quietly(ws: Any) -> None:
         pass
 
 
+def probe(endpoint: str, *, api_key: str | None = None, timeout: float = 10.0) -> bool:
+    """Whether the mailbox at ``endpoint`` holds messages, asked once under a throwaway
+    ``client_id`` (which moves no real reader's position).
+
+    ``channel="auto"`` uses it when the lens metadata names no writer.
+
+    Raises:
+        AuthenticationError: 401/403 on the upgrade.
+        NotFound: 404 on the upgrade.
+        TransportError: the socket could not be opened or closed before the reply.
+        ReadTimeout: no reply within ``timeout``.
+        MailboxError: an ``{"type": "error"}`` reply.
+    """
+    source = MailboxSource(
+        endpoint,
+        api_key=api_key,
+        poll=PollPolicy(reply_timeout=timeout),
+        open_timeout=timeout,
+    )
+    stop = _Stop()
+    ws = source._open(stop)
+    try:
+        reply = source._request(ws, "session.read", {"client_id": new_client_id()}, stop)
+    finally:
+        _close_quietly(ws)
+    return bool(messages_of(reply.get("event_data")))
+
+
 def mailbox(
     endpoint: str,
     *,
@@ -574,5 +602,6 @@ __all__ = [
     "messages_of",
     "new_client_id",
     "parse_cursor",
+    "probe",
     "status_of",
 ]

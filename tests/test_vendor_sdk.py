@@ -2,8 +2,8 @@
 
 Each test follows one of the SDK's documented flows (lens status, register and run a lens,
 modify a session, Machine State n-shot training, the files API) and checks that every call
-returns what the SDK and its examples read from the answer. The WebSocket side
-(``sessions.connect`` / ``session.read``) is not emulated and not called here.
+returns what the SDK and its examples read from the answer, the WebSocket side included
+(``sessions.connect`` / ``sessions.read`` against the emulator's ``session.read`` mailbox).
 """
 
 from __future__ import annotations
@@ -191,3 +191,45 @@ def test_files_api(client: Any, tmp_path: Path) -> None:
     assert target.read_text() == "a,b\n1,2\n"
     client.files.local.delete("normal.csv")
     assert [m["file_id"] for m in client.files.iter_metadata()] == ["warning.csv"]
+
+
+# --- the session.read mailbox over the SDK's own socket ------------------------------------------
+
+
+def _in_thread(call: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Run ``call`` in a daemon thread: the SDK's read blocks forever when nothing answers."""
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(call()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert box, "the SDK call did not return"
+    return box[0]
+
+
+def test_sdk_connect_and_read_drain_an_emulator_mailbox(emu: LensEmulator, client: Any) -> None:
+    lens = lens_api(client)
+    session_id, endpoint = lens.create_session("lns-emu-manual")
+    reply = lens.sessions.process_event(
+        session_id, {"type": "output_stream.set", "event_data": {"stream_type": "mailbox_writer"}}
+    )
+    assert reply["type"] == "output_stream.set.response"
+    emu.push_many(
+        session_id,
+        [{"type": "inference.result", "event_data": {"response": [f"r{i}"]}} for i in range(3)],
+    )
+    try:
+        assert lens.sessions.connect(session_id, endpoint) is True
+        first = _in_thread(lambda: lens.sessions.read(session_id))
+        assert first["type"] == "session.read.response"
+        messages = first["event_data"]["messages"]
+        assert [m["event_data"]["response"] for m in messages] == [["r0"], ["r1"], ["r2"]]
+        # The same client id has read everything; another one replays from the start.
+        assert _in_thread(lambda: lens.sessions.read(session_id))["event_data"] is None
+        again = _in_thread(lambda: lens.sessions.read(session_id, client_id="other"))
+        assert len(again["event_data"]["messages"]) == 3
+        status = _in_thread(lambda: lens.sessions.write(session_id, {"type": "session.status"}))
+        assert status["session_id"] == session_id
+        stats = emu.session_stats(session_id)
+        assert stats.authorization_seen is True and stats.num_outputs == 3
+    finally:
+        lens.sessions.close()

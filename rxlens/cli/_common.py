@@ -114,7 +114,7 @@ def command_policy(opened: threading.Event) -> RetryPolicy:
     return RetryPolicy(base=0.5, cap=10.0, max_elapsed=GIVE_UP_AFTER, retryable=retryable)
 
 
-def check_session(client: LensClient, session_id: str) -> None:
+def check_session(client: LensClient, session_id: str, *, check_channel: bool = True) -> None:
     """Fail early, with the command-line error for it, when the session cannot be read.
 
     Reads the session's lens configuration: a rejected key raises
@@ -136,7 +136,19 @@ def check_session(client: LensClient, session_id: str) -> None:
         raise TransportError(
             f"{exc}; check the base URL ({client.base_url}) and that the server is reachable"
         ) from None
-    client.check_channel(session_id)
+    if check_channel:
+        client.check_channel(session_id)
+
+
+def add_channel_argument(parser: argparse.ArgumentParser) -> None:
+    """``--channel auto|sse|mailbox``: which output channel of the session to read."""
+    parser.add_argument(
+        "--channel",
+        choices=("auto", "sse", "mailbox"),
+        default="auto",
+        help="the session's output channel: the SSE consumer, the session.read mailbox, or "
+        "(auto, the default) the one its lens writes to",
+    )
 
 
 def start_emulator(emulator: LensEmulator, host: str, port: int) -> None:
@@ -184,6 +196,8 @@ class ResumeReporter:
         self._dropped_at: float | None = None
 
     def __call__(self, state: ConnectionState) -> None:
+        if state.kind == "connecting" and state.note.startswith("reading the mailbox"):
+            self.say(state.note)  # --channel auto chose the session.read mailbox
         if state.kind == "open":
             self.opened.set()
             if self._dropped_at is not None:

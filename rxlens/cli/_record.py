@@ -21,6 +21,7 @@ from reactivex import operators as ops
 from rxlens.cli._common import (
     ResumeReporter,
     StatusPrinter,
+    add_channel_argument,
     add_connection_args,
     check_session,
     command_policy,
@@ -64,6 +65,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("session_id", metavar="SESSION_ID", help="the session (lsn-...)")
+    add_channel_argument(parser)
     parser.add_argument(
         "-o", "--output", required=True, metavar="FILE.jsonl", help="the recording to write"
     )
@@ -154,14 +156,15 @@ def run(args: argparse.Namespace) -> int:
             progress.update(frames, results, last_id)
 
     with client, warnings_as_lines(say, lambda: last_id is not None):
-        check_session(client, args.session_id)
+        check_session(client, args.session_id, check_channel=args.channel == "sse")
         events: Observable[LensEvent] = client.events(
             args.session_id,
             last_event_id=since,
             follow=args.follow,
             policy=command_policy(reporter.opened),
             on_state=reporter,
-            check_channel=False,  # done by check_session
+            channel=args.channel,
+            check_channel=args.channel == "auto",  # "sse": done by check_session
         )
         if args.count is not None:
             events = events.pipe(ops.take(args.count))

@@ -10,7 +10,7 @@ import argparse
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 from rxlens.cli._common import port_number, start_emulator
 from rxlens.emulator import LENSES, Faults, LensEmulator, is_loopback
@@ -53,6 +53,13 @@ def register(subparsers: Any) -> None:
         default="activity-monitor",
         choices=sorted(LENSES),
         help="scripted lens of the ready session (default activity-monitor)",
+    )
+    parser.add_argument(
+        "--channel",
+        choices=("sse", "mailbox"),
+        default="sse",
+        help="where the ready session's lens writes: the SSE consumer (default) or the "
+        "session.read mailbox at its session_endpoint",
     )
     parser.add_argument("--rate", type=float, default=None, help="events per second (default 1)")
     parser.add_argument("--seed", type=int, default=None, help="make the output reproducible")
@@ -122,7 +129,10 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
     )
     start_emulator(emulator, args.host, args.port)
     with emulator:
-        session_id = emulator.create_session(args.lens, rate=args.rate, seed=args.seed)
+        channel: Literal["sse", "mailbox"] = getattr(args, "channel", "sse")
+        session_id = emulator.create_session(
+            args.lens, rate=args.rate, seed=args.seed, channel=channel
+        )
         print(f"Lens emulator serving at {emulator.base_url} (also {emulator.root_url}/v0.5)")
         if no_auth:
             print("API key:    none needed (--no-auth)")
@@ -130,9 +140,12 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
             print(f"API key:    {emulator.api_key}")
         if cors:
             print(f"CORS:       requests from {cors} allowed")
-        print(f"Session id: {session_id} (lens {args.lens})")
-        print(f"Stream:     curl -N -H 'Authorization: Bearer {emulator.api_key}' \\")
-        print(f"              {emulator.consumer_url(session_id)}")
+        print(f"Session id: {session_id} (lens {args.lens}, {channel} channel)")
+        if channel == "mailbox":
+            print(f"Mailbox:    {emulator.mailbox_endpoint(session_id)} (session.read)")
+        else:
+            print(f"Stream:     curl -N -H 'Authorization: Bearer {emulator.api_key}' \\")
+            print(f"              {emulator.consumer_url(session_id)}")
         print(
             f"Try:        rxlens tail {session_id} --base-url {emulator.base_url} "
             f"--api-key {emulator.api_key}"

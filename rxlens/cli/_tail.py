@@ -19,6 +19,7 @@ from reactivex import operators as ops
 from rxlens.cli._common import (
     ResumeReporter,
     StatusPrinter,
+    add_channel_argument,
     add_connection_args,
     check_session,
     command_policy,
@@ -58,6 +59,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("session_id", metavar="SESSION_ID", help="the session (lsn-...)")
+    add_channel_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
     parser.add_argument("--results-only", action="store_true", help="print inference results only")
     parser.add_argument(
@@ -108,14 +110,15 @@ def run(args: argparse.Namespace) -> int:
             shown += 1
 
     with client, warnings_as_lines(say, lambda: last_id is not None):
-        check_session(client, args.session_id)
+        check_session(client, args.session_id, check_channel=args.channel == "sse")
         events: Observable[LensEvent] = client.events(
             args.session_id,
             last_event_id=args.since_id,
             follow=args.follow,
             policy=command_policy(reporter.opened),
             on_state=reporter,
-            check_channel=False,  # done by check_session
+            channel=args.channel,
+            check_channel=args.channel == "auto",  # "sse": done by check_session
         )
         if args.results_only:
             events = events.pipe(only_results())

@@ -27,7 +27,13 @@ from rxlens.emulator._errors import (
     SessionEnded,
     UnknownSession,
 )
-from rxlens.emulator._faults import LARGE_EVENT_BYTES, Faults, MalformedKind
+from rxlens.emulator._faults import (
+    LARGE_EVENT_BYTES,
+    Faults,
+    MailboxFaults,
+    MalformedKind,
+    ReplyShape,
+)
 from rxlens.emulator._lenses import LENSES, LensSpec
 from rxlens.emulator._play import play_stream
 from rxlens.emulator._server import ServerLimits, is_loopback
@@ -44,8 +50,10 @@ __all__ = [
     "Faults",
     "LensEmulator",
     "LensSpec",
+    "MailboxFaults",
     "MalformedKind",
     "ReaderStats",
+    "ReplyShape",
     "ServerLimits",
     "SessionEnded",
     "SessionStats",

@@ -9,14 +9,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from rxlens.emulator._errors import (
     EmulatorError,
     EmulatorTimeout,
     SessionEnded,
 )
-from rxlens.emulator._faults import FaultBudget, Faults
+from rxlens.emulator._faults import FaultBudget, Faults, MailboxFaults
 from rxlens.emulator._lenses import LENSES
 from rxlens.emulator._play import play_stream
 from rxlens.emulator._registry import Registry, UnknownSessionMode
@@ -242,6 +242,8 @@ class LensEmulator:
         options: Mapping[str, Any] | None = None,
         faults: Faults | None = None,
         destroy_when_done: bool = False,
+        channel: Literal["sse", "mailbox"] | None = None,
+        mailbox_faults: MailboxFaults | None = None,
     ) -> str:
         """Create a running session; returns its id (``lsn-…``).
 
@@ -251,12 +253,23 @@ class LensEmulator:
         the lens after that many events (then ``destroy_when_done`` destroys the session).
         ``options`` tune the lens (see :mod:`rxlens.emulator._lenses`), ``seed`` fixes its
         output, ``faults`` are this session's own faults.
+
+        ``channel="mailbox"`` sends the lens's outputs (and :meth:`push`) to the
+        ``session.read`` mailbox at the session's ``session_endpoint`` instead of the SSE
+        consumer; the session then runs a variant of the lens whose config names a mailbox
+        writer, so the lens metadata tells the truth (``"sse"`` likewise; ``None``: whatever
+        the lens config names). ``mailbox_faults`` are the session's own
+        :class:`MailboxFaults`.
         """
+        if channel not in (None, "sse", "mailbox"):
+            raise EmulatorError(f"channel must be 'sse' or 'mailbox', got {channel!r}")
         server = self._require_server()
         registry = self._registry
         entry = registry.find_lens(lens) or registry.find_lens(f"lns-emu-{lens}")
         if entry is None:
             raise EmulatorError(f"unknown lens {lens!r}; scripted lenses: {', '.join(LENSES)}")
+        if channel is not None:
+            entry = registry.lens_for_channel(entry, channel)
         session, _ = registry.create_session(
             entry,
             ws_base=server.ws_base,
@@ -266,6 +279,8 @@ class LensEmulator:
             options=options,
             faults=faults,
             destroy_when_done=destroy_when_done,
+            channel=channel,
+            mailbox_faults=mailbox_faults,
         )
         return session.session_id
 
@@ -276,10 +291,11 @@ class LensEmulator:
         """Send one event to every reader of a session; returns its event id.
 
         A mapping is sent as one line of JSON; a ``str``/``bytes`` is sent verbatim (to test
-        malformed data). Events go to the stream whatever the session's output channel.
+        malformed data). Events go to the session's output channel: the SSE stream, or the
+        ``session.read`` mailbox of a mailbox session (the id is then the mailbox's).
         """
         try:
-            return self._session(session_id).append(payload)
+            return self._session(session_id).append(payload, lens_output=True)
         except SessionDestroyed:
             raise SessionEnded(f"session {session_id} is destroyed") from None
 
@@ -387,6 +403,25 @@ class LensEmulator:
         with session.cond:
             session.faults = faults
             session.budget = None if faults is None else FaultBudget(faults)
+
+    def set_mailbox_faults(
+        self, faults: MailboxFaults | None, session_id: str | None = None
+    ) -> None:
+        """Set the mailbox faults of every session (``session_id=None``) or of one.
+
+        They apply from the next request of a connection already open.
+        """
+        if session_id is None:
+            self._registry.mailbox_faults = faults
+            return
+        session = self._session(session_id)
+        with session.cond:
+            session.mailbox_faults = faults
+            session.mailbox_drops = 0
+
+    def mailbox_endpoint(self, session_id: str) -> str:
+        """The ``session_endpoint`` (``ws://``) of a session, as its record shows it."""
+        return f"{self._require_server().ws_base}/lens/sessions/{session_id}"
 
     def get_faults(self, session_id: str | None = None) -> Faults | None:
         """The faults set globally, or for one session."""

@@ -7,6 +7,9 @@ failing requests are left, how many connections were dropped) live in :class:`Fa
 what one SSE connection will do is fixed when it opens, in :class:`ConnectionPlan`, from a
 random generator seeded by ``(seed, session id, connection number)``: the same seed gives the
 same faults at the same places.
+
+:class:`MailboxFaults` is the same kind of value for the ``session.read`` mailbox (served by
+:mod:`rxlens.emulator._mailbox`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Literal, get_args
 from rxlens.errors import ConfigurationError
 
 MalformedKind = Literal["not-json", "no-type", "bytes-wrapper"]
+ReplyShape = Literal["messages", "envelope", "data"]
 
 #: Statuses :attr:`Faults.fail_status` may take.
 FAIL_STATUSES = (429, 500, 502, 503, 504)
@@ -273,3 +277,51 @@ def _without_type(data: bytes) -> bytes:
 
 
 NO_FAULTS = Faults()
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxFaults:
+    """How the emulator's mailbox misbehaves, per session or for all. Defaults: no fault.
+
+    - ``batch``: the most messages one ``session.read`` returns (at least 1).
+    - ``reply_shape``: ``"messages"`` (``event_data: {"messages": [...]}``, the default),
+      ``"envelope"`` (one message per reply, as the envelope itself: ``event_data: {"type",
+      "event_data"}``) or ``"data"`` (a ``messages`` list whose items are ``{"type",
+      "timestamp", "data"}``, the docs' example).
+    - ``drop_after``: once a connection has delivered this many messages, the next read that
+      finds messages advances the reader's position and then closes the TCP connection without
+      replying: the lost batch. ``drops`` caps how many connections are dropped (``None``: all).
+    - ``reply_delay``: seconds to wait before each reply (slow replies).
+    - ``heartbeat_reply``: ``False`` leaves ``session.heartbeat`` unanswered.
+    - ``close_after`` / ``close_code``: after this many replies on a connection, send a close
+      frame with ``close_code`` (1001 going away, 1011 internal error, ...) and end it.
+    """
+
+    batch: int = 100
+    reply_shape: ReplyShape = "messages"
+    drop_after: int | None = None
+    drops: int | None = 1
+    reply_delay: float = 0.0
+    heartbeat_reply: bool = True
+    close_after: int | None = None
+    close_code: int = 1001
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ConfigurationError("MailboxFaults.batch must be >= 1")
+        if self.reply_shape not in get_args(ReplyShape):
+            raise ConfigurationError(
+                f"MailboxFaults.reply_shape must be one of {get_args(ReplyShape)}, "
+                f"got {self.reply_shape!r}"
+            )
+        for name in ("drop_after", "drops", "close_after"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigurationError(f"MailboxFaults.{name} must be >= 0, got {value}")
+        if self.reply_delay < 0:
+            raise ConfigurationError("MailboxFaults.reply_delay must be >= 0")
+        if not 1000 <= self.close_code <= 4999:
+            raise ConfigurationError("MailboxFaults.close_code must be in 1000..4999")
+
+
+NO_MAILBOX_FAULTS = MailboxFaults()

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rxlens.emulator._errors import CAPACITY_MESSAGE, CapacityError, EmulatorError, UnknownSession
-from rxlens.emulator._faults import NO_FAULTS, ConnectionPlan, FaultBudget, Faults
+from rxlens.emulator._faults import (
+    NO_FAULTS,
+    NO_MAILBOX_FAULTS,
+    ConnectionPlan,
+    FaultBudget,
+    Faults,
+    MailboxFaults,
+)
 from rxlens.emulator._lenses import LENSES, LensSpec
 from rxlens.emulator._sessions import SSE_WRITERS, Session, StatusStyle
 from rxlens.emulator._stream import StreamConfig
@@ -28,6 +35,9 @@ UnknownSessionMode = Literal["404", "end"]
 
 #: The scripted lens a lens registered through the API runs when its config names none.
 DEFAULT_REGISTERED_LENS = "activity-monitor"
+#: The writer a mailbox lens names in its ``output_streams`` (any writer that is not an SSE
+#: writer sends a lens's outputs to the ``session.read`` mailbox).
+MAILBOX_WRITER = "mailbox_writer"
 #: Files kept by the emulated files API, and their total size: a demo's few CSVs, not a store.
 MAX_FILES = 256
 MAX_FILE_BYTES_TOTAL = 64 * 1024 * 1024
@@ -157,6 +167,8 @@ class Registry:
         self._global_faults = faults
         self._global_budget = FaultBudget(faults or NO_FAULTS)
         self._counters = {"requests": 0, "unauthorized": 0, "not_found": 0}
+        #: The mailbox faults of every session that has none of its own.
+        self.mailbox_faults: MailboxFaults | None = None
 
     @property
     def status_style(self) -> StatusStyle:
@@ -232,6 +244,22 @@ class Registry:
             lens.spec = spec
         return lens
 
+    def lens_for_channel(self, lens: Lens, channel: Literal["sse", "mailbox"]) -> Lens:
+        """``lens``, or its variant whose config writes to ``channel`` (made once, then kept),
+        so that ``/lens/metadata`` names the writer the session really uses."""
+        writer = "server_sent_events_writer" if channel == "sse" else MAILBOX_WRITER
+        streams = lens.config.get("output_streams")
+        if streams == [{"stream_type": writer}]:
+            return lens
+        variant_id = f"{lens.lens_id}-{channel}"
+        with self._lock:
+            variant = self._lenses.get(variant_id)
+            if variant is None or variant.deleted:
+                config = {**lens.config, "output_streams": [{"stream_type": writer}]}
+                variant = Lens(variant_id, lens.name, config, lens.spec, lens.builtin)
+                self._lenses[variant_id] = variant
+            return variant
+
     def delete_lens(self, lens_id: str) -> Lens | None:
         with self._lock:
             lens = self._lenses.get(lens_id)
@@ -272,8 +300,13 @@ class Registry:
         options: Mapping[str, Any] | None = None,
         faults: Faults | None = None,
         destroy_when_done: bool = False,
+        channel: Literal["sse", "mailbox"] | None = None,
+        mailbox_faults: MailboxFaults | None = None,
     ) -> tuple[Session, dict[str, Any]]:
         """Create and start a session; returns it and its create-time record.
+
+        ``channel`` overrides the output channel the lens config names (as an
+        ``output_stream.set`` right after the create would).
 
         Raises:
             EmulatorError: a negative ``rate``.
@@ -306,10 +339,13 @@ class Registry:
                 faults=faults,
                 budget=None if faults is None else FaultBudget(faults),
                 settings=lens.model_parameters(),
+                mailbox_faults=mailbox_faults,
             )
             for stream in lens.config.get("output_streams") or []:
                 if isinstance(stream, dict) and stream.get("stream_type"):
                     session.output_to_sse = stream["stream_type"] in SSE_WRITERS
+            if channel is not None:
+                session.output_to_sse = channel == "sse"
             self._sessions[session.session_id] = session
         # The create response shows the session as registered; it runs from then on.
         record = session.record(self.status_style, ws_base, context="create")
@@ -394,6 +430,9 @@ class Registry:
     def set_global_faults(self, faults: Faults | None) -> None:
         self._global_faults = faults
         self._global_budget = FaultBudget(faults or NO_FAULTS)
+
+    def mailbox_faults_for(self, session: Session) -> MailboxFaults:
+        return session.mailbox_faults or self.mailbox_faults or NO_MAILBOX_FAULTS
 
     def budget_for(self, session: Session | None) -> FaultBudget:
         if session is not None and session.budget is not None:

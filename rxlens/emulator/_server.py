@@ -30,21 +30,26 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from rxlens.emulator._errors import CAPACITY_MESSAGE, CapacityError
 from rxlens.emulator._frames import control_frame
 from rxlens.emulator._lenses import LENSES
+from rxlens.emulator._mailbox import EVENT_PROTOCOL, key_from_subprotocols, read_reply
+from rxlens.emulator._mailbox import serve as serve_mailbox
 from rxlens.emulator._registry import BadConfig, Registry
 from rxlens.emulator._sessions import SSE_WRITERS, Reader, Session, SessionDestroyed
 from rxlens.emulator._stream import SseStream
+from rxlens.emulator._websocket import WebSocket, handshake, is_upgrade, offered_subprotocols
 
 _log = logging.getLogger("rxlens.emulator")
 
 #: URL prefixes of the two API base URLs in use (the SDK's ``/api`` and the docs' ``/v0.5``).
 PREFIXES = ("/api", "/v0.5")
 _CONSUMER = re.compile(r"^/lens/sessions/consumer/([^/]+)/?$")
+#: The session's WebSocket (its ``session_endpoint``): a GET with ``Upgrade: websocket``.
+_SESSION_SOCKET = re.compile(r"^/lens/sessions/(lsn-[^/]+)/?$")
 _FILE_ROUTE = re.compile(r"^/files/(metadata|delete|download)/(.+)$")
 
 
@@ -194,6 +199,11 @@ class EmulatorServer(ThreadingHTTPServer):
 
 class _Refused(Exception):
     """Internal: the request was answered with an error; stop handling it."""
+
+
+class _BadEvent(Exception):
+    """Internal: a session event the emulator cannot take (400 over REST, an error reply over
+    the session's WebSocket)."""
 
 
 _BODY_NONE, _BODY_JSON, _BODY_RAW = "none", "json", "raw"
@@ -382,6 +392,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         consumer = _CONSUMER.match(route)
         found = None if consumer else _find_route(method, route)
+        socket_route = _SESSION_SOCKET.match(route) if method == "GET" else None
+        if consumer is None and found is None and socket_route is not None:
+            self._session_socket(socket_route.group(1))
+            return
         if consumer is None and found is None:
             if _find_route_any_method(route):
                 raise self._refuse(405, "method_not_allowed", f"{method} is not allowed here")
@@ -424,6 +438,76 @@ class Handler(BaseHTTPRequestHandler):
         session_id = body.get("session_id") or query.get("session_id")
         self._inject_failure(registry.find_session(session_id))
         handler(self, _Request(body, query, argument, raw))
+
+    # --- the session's WebSocket (the session.read mailbox) --------------------------------
+
+    def _session_socket(self, session_id: str) -> None:
+        """Upgrade to the session's WebSocket, after the same checks as any request: the
+        key (header or subprotocol) first, then the session. Refusals are JSON, never a 101."""
+        registry = self.server.registry
+        if self._body_pending():
+            self.close_connection = True
+        # The message object looks names up without regard to case, as HTTP wants.
+        headers = cast(Mapping[str, str], self.headers)
+        if not is_upgrade(headers):
+            raise self._refuse(
+                426,
+                "upgrade_required",
+                "The session endpoint is a WebSocket",
+                "connect with a WebSocket client (Upgrade: websocket)",
+            )
+        offered = offered_subprotocols(headers)
+        key = key_from_subprotocols(offered)
+        header = self.headers.get("Authorization")
+        if header is None and key is not None:
+            header = f"Bearer {key}"
+        if not registry.authorized(header):
+            registry.count("unauthorized")
+            raise self._refuse(
+                401,
+                "unauthorized",
+                "Missing or invalid API key",
+                "send 'Authorization: Bearer <api key>' or the subprotocol "
+                "'authenticationauthorization.bearer.<api key>'",
+            )
+        session = registry.find_session(session_id)
+        if session is None:
+            self.close_connection = True
+            self._unknown_session(session_id)
+            return
+        with session.cond:
+            session.authorization_seen = "Authorization" in self.headers
+        chosen = EVENT_PROTOCOL if EVENT_PROTOCOL in offered else None
+        self.close_connection = True  # after the socket, the connection ends
+        self.connection.settimeout(None)  # a reader may wait long between requests
+        self.wfile.write(handshake(self.headers["Sec-WebSocket-Key"], chosen))
+        self.wfile.flush()
+        ws = WebSocket(self.rfile, self.wfile, max_size=self.server.limits.max_body_bytes)  # type: ignore[arg-type]
+        try:
+            reason = serve_mailbox(
+                ws,
+                self.connection,
+                session,
+                lambda: registry.mailbox_faults_for(session),
+                self._socket_answer,
+                registry.closing,
+            )
+        except Exception:
+            # After the 101 an HTTP error page would be garbage on the socket: close it.
+            _log.debug("mailbox socket handler error", exc_info=True)
+            ws.close(1011, "internal error")
+            reason = "internal_error"
+        _log.debug("mailbox socket of %s ended: %s", session_id, reason)
+
+    def _socket_answer(self, session: Session, event: Mapping[str, Any]) -> dict[str, Any]:
+        """One event over the WebSocket: what the REST route answers, except that
+        ``session.status`` is answered with the session record itself."""
+        if event.get("type") == "session.status":
+            return self._record(session)
+        try:
+            return self._answer_event(session, event)
+        except _BadEvent as exc:
+            return {"type": "error", "message": str(exc)}
 
     def _inject_failure(self, session: Session | None) -> None:
         failure = self.server.registry.take_failure(session)
@@ -663,18 +747,41 @@ class Handler(BaseHTTPRequestHandler):
             registry.count("not_found")
             self._send_json(200, {"type": "error", "message": f"Unknown session id: {session_id}"})
             return
+        try:
+            reply = self._answer_event(session, event)
+        except _BadEvent as exc:
+            raise self._refuse(400, "bad_request", str(exc)) from None
+        self._send_json(200, reply)
+
+    def _answer_event(self, session: Session, event: Mapping[str, Any]) -> dict[str, Any]:
+        """The reply to one session event, whichever transport carried it.
+
+        Raises:
+            _BadEvent: the event's data is not what its type needs.
+        """
         event_type = event.get("type")
         event_data = event.get("event_data")
         if event_data is None:
             event_data = {}
         if not isinstance(event_data, dict):
-            raise self._refuse(400, "bad_request", "event.event_data must be an object")
+            raise _BadEvent("event.event_data must be an object")
         answer = _EVENTS.get(event_type) if isinstance(event_type, str) else None
         if answer is None:
-            self._send_json(200, {"type": "error", "message": f"Unknown event type: {event_type}"})
-            return
-        reply = answer(self, session, event_data)
-        self._send_json(200, {"type": f"{event_type}.response", "event_data": reply})
+            return {"type": "error", "message": f"Unknown event type: {event_type}"}
+        return {"type": f"{event_type}.response", "event_data": answer(self, session, event_data)}
+
+    def _ev_read(self, session: Session, data: dict[str, Any]) -> object:
+        client_id = data.get("client_id")
+        if not isinstance(client_id, str) or not client_id:
+            raise _BadEvent("session.read needs event_data.client_id (a string)")
+        return read_reply(session, client_id, self.server.registry.mailbox_faults_for(session))
+
+    def _ev_heartbeat(self, session: Session, data: dict[str, Any]) -> object:
+        return None
+
+    def _ev_destroy(self, session: Session, data: dict[str, Any]) -> object:
+        session.destroy()
+        return self._record(session)
 
     def _ev_status(self, session: Session, data: dict[str, Any]) -> object:
         return self._record(session)
@@ -695,7 +802,7 @@ class Handler(BaseHTTPRequestHandler):
         if config is None:
             config = {}
         if not isinstance(config, dict):
-            raise self._refuse(400, "bad_request", "event_data.session_config must be an object")
+            raise _BadEvent("event_data.session_config must be an object")
         with session.cond:
             session.options.update(config)
         return {"session_id": session.session_id, "updated": True}
@@ -722,7 +829,7 @@ class Handler(BaseHTTPRequestHandler):
         if config is None:
             config = {}
         if not isinstance(config, dict):
-            raise self._refuse(400, "bad_request", "event_data.stream_config must be an object")
+            raise _BadEvent("event_data.stream_config must be an object")
         with session.cond:
             session.input_stream = dict(data)
             for key in ("window_size", "step_size", "file_id"):
@@ -866,6 +973,9 @@ _EVENTS: dict[str, _Answer] = {
     "model.query": Handler._ev_query,
     "input_stream.set": Handler._ev_input_stream,
     "output_stream.set": Handler._ev_output_stream,
+    "session.read": Handler._ev_read,
+    "session.heartbeat": Handler._ev_heartbeat,
+    "session.destroy": Handler._ev_destroy,
 }
 
 

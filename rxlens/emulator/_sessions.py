@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rxlens.emulator._faults import FaultBudget, Faults
+from rxlens.emulator._faults import FaultBudget, Faults, MailboxFaults
 from rxlens.emulator._frames import encode_payload
 from rxlens.emulator._lenses import LensSpec, generate, modify_result
 from rxlens.emulator._stats import ReaderStats, SessionStats
@@ -157,9 +157,20 @@ class Session:
     updated_at: float = field(default_factory=time.time)
     #: ``time.monotonic()`` of the destroy, for the registry's retention.
     destroyed_at: float | None = None
+    #: The ``session.read`` mailbox: next id to read per ``client_id``.
+    mailbox_cursors: dict[str, int] = field(default_factory=dict)
+    #: Mailbox connections dropped by the ``drop_after`` fault so far.
+    mailbox_drops: int = 0
+    #: ``session.read`` requests answered (over the socket and over REST).
+    mailbox_reads: int = 0
+    #: This session's own mailbox faults (``None``: the emulator's).
+    mailbox_faults: MailboxFaults | None = None
 
     def __post_init__(self) -> None:
         self.log = EventLog(self.log_size)
+        # The mailbox is a log of its own, numbered like the SSE one: a lens writes to one
+        # channel or the other, so the two never hold the same output.
+        self.mailbox_log = EventLog(self.log_size)
         self.rng = random.Random(self.seed)
 
     # --- producing (callers hold no lock) -------------------------------------------------
@@ -167,9 +178,9 @@ class Session:
     def append(self, payload: Mapping[str, Any] | str | bytes, *, lens_output: bool = False) -> int:
         """Log one event and wake the readers; returns its id.
 
-        ``lens_output`` events follow the session's output channel: when ``output_stream.set``
-        chose a writer other than SSE they are counted in ``num_outputs`` but not streamed
-        (the id is then 0). Injected events always go to the stream.
+        ``lens_output`` events follow the session's output channel: when the lens config or
+        ``output_stream.set`` chose a writer other than SSE they go to the ``session.read``
+        mailbox (the id is then the mailbox's), not to the SSE stream.
         """
         data = encode_payload(payload)
         with self.cond:
@@ -181,10 +192,26 @@ class Session:
         self.num_outputs += 1
         self.updated_at = time.time()
         if lens_output and not self.output_to_sse:
-            return 0  # the lens writes to the session.read mailbox, which is not emulated
+            mailbox_id = self.mailbox_log.append(data)
+            self.cond.notify_all()
+            return mailbox_id
         event_id = self.log.append(data)
         self.cond.notify_all()
         return event_id
+
+    def read_mailbox(self, client_id: str, limit: int) -> list[bytes]:
+        """Take up to ``limit`` messages after ``client_id``'s position and advance it.
+
+        A new ``client_id`` starts at the oldest message still held (a fresh id replays the
+        mailbox), and a position the log has wrapped past moves up to it.
+        """
+        with self.cond:
+            log = self.mailbox_log
+            start = max(self.mailbox_cursors.get(client_id, log.first_id), log.first_id)
+            stop = min(log.last_id, start + limit - 1)
+            self.mailbox_cursors[client_id] = max(start, stop + 1)
+            self.mailbox_reads += 1
+            return [log.get(i) for i in range(start, stop + 1)]
 
     def step(self, n: int = 1) -> list[int]:
         """Produce the next ``n`` scripted events now; returns their ids."""
