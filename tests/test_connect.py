@@ -12,18 +12,22 @@ from hypothesis import strategies as st
 from sinks import subscribe
 from sse_server import Handler, ScriptedServer, frames, sse, status
 
+from rxlens import LensClient
 from rxlens.errors import (
     AuthenticationError,
     ContentTypeError,
     EventTooLarge,
     HTTPStatusError,
+    LocalError,
     NotFound,
     RetriesExhausted,
     StreamClosed,
     TransportError,
+    UnsendableEventId,
 )
-from rxlens.retry import RetryPolicy
-from rxlens.sse import ConnectionState, Event, connect, stream
+from rxlens.retry import RetryPolicy, is_retryable
+from rxlens.sse import ConnectionState, Decoder, Event, connect, stream
+from rxlens.sse._decoder import RETRY_MAX_MS
 
 KEY = "sk-test-SECRET-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -356,3 +360,158 @@ def test_resume_after_any_drop_point_gives_each_event_exactly_once(cuts: list[in
         disposable.dispose()
         assert datas(sink.items) == [f"event {i}" for i in range(TOTAL)]
         assert sink.error is None
+
+
+# --- Last-Event-ID: UTF-8 on the wire, or a typed error ----------------------------------------
+
+
+def sent_id(server: ScriptedServer, index: int) -> bytes:
+    # http.server decodes header bytes as latin-1: encoding back gives the bytes on the wire.
+    return server.requests[index]["last-event-id"].encode("latin-1")
+
+
+@pytest.mark.parametrize("event_id", ["é", "…", "数据", "🙂", "a b\tc"])
+def test_a_non_ascii_id_goes_back_as_utf8(server: ScriptedServer, event_id: str) -> None:
+    server.add(sse(b"id: " + event_id.encode() + b"\ndata: a\n\n", then="drop"), status(204))
+    sink, _ = subscribe(stream(server.url, FAST))
+    sink.wait()
+    assert sink.completed, sink.error
+    assert server.connections == 2
+    assert sent_id(server, 1) == event_id.encode()
+
+
+def test_connect_with_a_non_ascii_cursor_sends_it_as_utf8(server: ScriptedServer) -> None:
+    server.add(sse(frames(range(1))))
+    sink, _ = subscribe(connect(server.url, last_event_id="🙂-1"))
+    sink.wait()
+    assert datas(sink.items) == ["x 0"]
+    assert sent_id(server, 0) == "🙂-1".encode()
+
+
+@pytest.mark.parametrize("event_id", [" x", "\tx", "\x0bx"])
+def test_an_id_that_cannot_be_sent_is_a_typed_error_at_once(
+    server: ScriptedServer, event_id: str
+) -> None:
+    # Legal SSE ids that no HTTP header can carry unchanged (leading white space).
+    server.add(sse(b"id:" + b" " + event_id.encode() + b"\ndata: a\n\n", then="drop"))
+    sink, _ = subscribe(stream(server.url, FAST))
+    sink.wait()
+    assert datas(sink.items) == ["a"]
+    assert isinstance(sink.error, UnsendableEventId), repr(sink.error)
+    assert not sink.error.retryable and not is_retryable(sink.error)
+    assert sink.error.event_id == event_id
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("event_id", ["a\nb", "a\rb", "a\x00b", " a"])
+def test_connect_refuses_a_cursor_it_cannot_send(event_id: str) -> None:
+    with pytest.raises(UnsendableEventId):
+        connect("http://127.0.0.1:1/x", last_event_id=event_id)
+
+
+# --- local failures are never retried --------------------------------------------------------
+
+
+def test_a_header_requests_refuses_is_a_local_error_not_retried(server: ScriptedServer) -> None:
+    server.add(sse(frames(range(1))))
+    headers = {"X-Count": 1}
+    sink, _ = subscribe(stream(server.url, FAST, headers=headers))  # type: ignore[arg-type]
+    sink.wait()
+    assert isinstance(sink.error, LocalError) and not sink.error.retryable, repr(sink.error)
+    assert server.connections == 0
+
+
+def test_a_url_without_an_adapter_is_a_local_error_not_retried() -> None:
+    sink, _ = subscribe(stream("htp://127.0.0.1:1/x", FAST))
+    sink.wait()
+    assert isinstance(sink.error, LocalError) and not sink.error.retryable, repr(sink.error)
+
+
+def test_a_bug_on_the_reader_thread_ends_the_subscription_typed_and_unretried(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bug = TypeError("a bug in the decoder")
+
+    class Broken(Decoder):
+        def feed(self, chunk: bytes) -> list[Event]:
+            raise bug
+
+    monkeypatch.setattr("rxlens.sse._connect.Decoder", Broken)
+    server.add(sse(frames(range(2))))
+    sink, _ = subscribe(stream(server.url, FAST))
+    sink.wait()
+    assert isinstance(sink.error, LocalError) and not sink.error.retryable, repr(sink.error)
+    assert sink.error.__cause__ is bug
+    assert server.connections == 1
+
+
+# --- how the stream ended ----------------------------------------------------------------------
+
+
+def test_a_cut_inside_an_event_is_reported_mid_event(server: ScriptedServer) -> None:
+    server.add(sse(b"data: a\n\ndata: b\n"))
+    sink, _ = subscribe(connect(server.url))
+    sink.wait()
+    assert datas(sink.items) == ["a"]
+    assert isinstance(sink.error, StreamClosed)
+    assert "mid-event" in str(sink.error) and not sink.error.clean
+
+
+def test_an_end_at_an_event_boundary_is_clean(server: ScriptedServer) -> None:
+    server.add(sse(b"data: a\n\n: bye\n"))
+    sink, _ = subscribe(connect(server.url))
+    sink.wait()
+    assert isinstance(sink.error, StreamClosed)
+    assert "at an event boundary" in str(sink.error) and sink.error.clean
+
+
+# --- retry: fields of any length (a hostile or broken server) -----------------------------------
+
+
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_a_huge_retry_backs_off_at_the_cap_and_the_stream_goes_on(
+    server: ScriptedServer, digits: int
+) -> None:
+    server.add(sse(b"retry: " + b"7" * digits + b"\ndata: a\n\n"), status(204))
+    states: list[ConnectionState] = []
+    policy = RetryPolicy(cap=0.05, jitter=0.0, max_attempts=3)
+    sink, _ = subscribe(stream(server.url, policy, on_state=states.append))
+    sink.wait()
+    assert datas(sink.items) == ["a"]
+    assert sink.completed, repr(sink.error)
+    assert [s.delay for s in states if s.kind == "backing_off"] == [pytest.approx(0.05)]
+
+
+def test_a_huge_retry_keeps_the_events_of_its_chunk(server: ScriptedServer) -> None:
+    server.add(sse(b"data: a\n\nretry: " + b"1" * 5000 + b"\ndata: b\n\n"))
+    source = connect(server.url)
+    sink, _ = subscribe(source)
+    sink.wait()
+    assert datas(sink.items) == ["a", "b"]
+    assert isinstance(sink.error, StreamClosed)
+    assert source.retry_ms == RETRY_MAX_MS
+
+
+LENS_END = b'data: {"type": "sse.stream.end", "event_data": {}}\n\n'
+LENS_START = b'data: {"type": "sse.stream.start", "event_data": {"session_id": "lsn-1"}}\n\n'
+
+
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_a_huge_retry_through_lens_client_events_with_its_heartbeat_timeout(digits: int) -> None:
+    with ScriptedServer(path="/api/lens/sessions/consumer/lsn-1") as server:
+        server.add(
+            sse(LENS_START + b"retry: " + b"9" * digits + b"\n\n"),
+            sse(LENS_START + LENS_END, then="hold"),
+        )
+        base = server.url.rsplit("/lens/", 1)[0]
+        policy = RetryPolicy(cap=0.05, jitter=0.0, max_attempts=3)
+        with LensClient(api_key=KEY, base_url=base) as client:
+            events = client.events(
+                "lsn-1", check_channel=False, heartbeat_timeout=2.0, policy=policy
+            )
+            sink, disposable = subscribe(events)
+            sink.wait()
+            disposable.dispose()
+        assert sink.completed, repr(sink.error)
+        assert [e.type for e in sink.items][-1] == "sse.stream.end"
+        assert server.connections == 2
