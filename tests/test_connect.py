@@ -515,3 +515,29 @@ def test_a_huge_retry_through_lens_client_events_with_its_heartbeat_timeout(digi
         assert sink.completed, repr(sink.error)
         assert [e.type for e in sink.items][-1] == "sse.stream.end"
         assert server.connections == 2
+
+
+# --- the reconnection rule after a clean end (README, "RetryPolicy") ----------------------------
+
+
+def test_clean_ends_reconnect_after_the_servers_retry_every_time(server: ScriptedServer) -> None:
+    clean = sse(b"retry: 100\ndata: a\n\n")
+    server.add(clean, clean, clean, status(204))
+    states: list[ConnectionState] = []
+    sink, _ = subscribe(stream(server.url, RetryPolicy(jitter=0.0), on_state=states.append))
+    sink.wait()
+    assert sink.completed and datas(sink.items) == ["a", "a", "a"]
+    assert [s.delay for s in states if s.kind == "backing_off"] == [pytest.approx(0.1)] * 3
+
+
+def test_cuts_mid_event_still_back_off(server: ScriptedServer) -> None:
+    cut = sse(b"retry: 100\ndata: a\n\ndata: b\n")
+    server.add(cut, cut, status(204))
+    states: list[ConnectionState] = []
+    sink, _ = subscribe(stream(server.url, RetryPolicy(jitter=0.0), on_state=states.append))
+    sink.wait()
+    assert sink.completed
+    assert [s.delay for s in states if s.kind == "backing_off"] == [
+        pytest.approx(0.1),
+        pytest.approx(0.2),
+    ]
