@@ -38,8 +38,13 @@ def datas(items: list[Event]) -> list[str]:
     return [e.data for e in items]
 
 
-def reader_threads() -> int:
-    return sum(1 for t in threading.enumerate() if t.name.startswith("rxlens-"))
+def reader_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("rxlens-")}
+
+
+#: How long a test waits for something that happens at once when the code is right. Generous
+#: (a loaded machine is slow), and always well below the time the broken behaviour would take.
+PATIENCE = 5.0
 
 
 @pytest.fixture()
@@ -83,10 +88,21 @@ def test_resubscribing_sends_the_cursor(server: ScriptedServer) -> None:
 
 
 def test_subscribe_does_not_block(server: ScriptedServer) -> None:
-    server.add(sse(b"data: a\n\n", then="hold"))
-    started = time.monotonic()
+    # The server answers only once the subscriber's thread goes on: a subscribe that waited
+    # for the response would return only after the server gave up waiting (10 s).
+    release = threading.Event()
+    answered = threading.Event()
+
+    def script(h: Handler) -> None:
+        release.wait(10)
+        answered.set()
+        sse(b"data: a\n\n", then="hold")(h)
+
+    server.add(script)
     sink, disposable = subscribe(connect(server.url))
-    assert time.monotonic() - started < 0.2
+    returned_first = not answered.is_set()
+    release.set()
+    assert returned_first, "subscribe() waited for the server"
     sink.wait_items(1)
     disposable.dispose()
 
@@ -116,18 +132,16 @@ def test_first_event_of_close_delimited_response_arrives_before_more_bytes(
 
 
 def test_dispose_while_server_silent_closes_socket_and_thread(server: ScriptedServer) -> None:
+    # The server stays silent for 30 s and the read timeout is 60 s: only a dispose that
+    # wakes the blocked read ends the thread within PATIENCE.
     server.add(sse(b"data: a\n\n", then="hold"))
     before = reader_threads()
     sink, disposable = subscribe(connect(server.url, timeout=(5, 60)))
     sink.wait_items(1)
-    started = time.monotonic()
+    (reader,) = reader_threads() - before
     disposable.dispose()
-    deadline = started + 0.5
-    while reader_threads() > before and time.monotonic() < deadline:
-        time.sleep(0.005)
-    elapsed = time.monotonic() - started
-    assert reader_threads() == before, "the reader thread outlived dispose"
-    assert elapsed < 0.5
+    reader.join(PATIENCE)
+    assert not reader.is_alive(), "the reader thread outlived dispose"
     assert sink.error is None and not sink.completed  # disposal is silent
 
 
@@ -135,18 +149,22 @@ def test_dispose_before_headers_arrive(server: ScriptedServer) -> None:
     def slow(h: Handler) -> None:
         h.hold(10)
 
-    server.add(slow)
+    requested = threading.Event()
+
+    def noting(h: Handler) -> None:
+        requested.set()
+        slow(h)
+
+    server.add(noting)
     before = reader_threads()
     sink, disposable = subscribe(connect(server.url, timeout=(5, 60)))
-    deadline = time.monotonic() + 5
-    while server.connections == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.05)  # let the request reach its read of the status line
-    started = time.monotonic()
+    (reader,) = reader_threads() - before
+    # The request has been sent: the client is about to read, or reading, the status line
+    # (the socket's shutdown wakes the read either way). The server holds for 10 s.
+    assert requested.wait(PATIENCE)
     disposable.dispose()
-    while reader_threads() > before and time.monotonic() - started < 0.5:
-        time.sleep(0.005)
-    assert reader_threads() == before
+    reader.join(PATIENCE)
+    assert not reader.is_alive(), "the reader thread outlived dispose"
     assert sink.error is None
 
 
@@ -157,6 +175,7 @@ def test_raising_on_next_reaches_subscriber_unchanged_and_never_reconnects(
     boom = RuntimeError("my own bug")
     errors: list[Exception] = []
     done = threading.Event()
+    states: list[ConnectionState] = []
 
     def on_next(event: Event) -> None:
         if event.data == "x 2":
@@ -166,10 +185,12 @@ def test_raising_on_next_reaches_subscriber_unchanged_and_never_reconnects(
         errors.append(error)
         done.set()
 
-    stream(server.url, FAST).subscribe(on_next, on_error)
-    assert done.wait(5)
-    time.sleep(0.2)  # a wrongful reconnect would show up here
+    stream(server.url, FAST, on_state=states.append).subscribe(on_next, on_error)
+    assert done.wait(PATIENCE)
     assert errors == [boom]
+    # A reconnect is always announced (backing_off) before it is scheduled, and the
+    # subscriber's on_error ends resume for good: no reconnect can follow.
+    assert "backing_off" not in [s.kind for s in states]
     assert server.connections == 1
 
 
@@ -305,13 +326,16 @@ def test_state_callback_sequence(server: ScriptedServer) -> None:
 
 
 def test_replayed_events_are_not_delivered_twice(server: ScriptedServer) -> None:
-    # The server ignores Last-Event-ID and replays from the start each time.
-    server.add(sse(frames(range(0, 3)), then="drop"), sse(frames(range(0, 6)), then="hold"))
+    # The server ignores Last-Event-ID and replays from the start each time; a last frame
+    # marks the end, so everything the replay could have duplicated has arrived before it.
+    last = b"id: end\ndata: end\n\n"
+    server.add(
+        sse(frames(range(0, 3)), then="drop"), sse(frames(range(0, 6)) + last, then="hold")
+    )
     sink, disposable = subscribe(stream(server.url, FAST))
-    sink.wait_items(6)
-    time.sleep(0.1)
+    sink.wait_for(lambda items: bool(items) and items[-1].data == "end")
     disposable.dispose()
-    assert datas(sink.items) == [f"x {i}" for i in range(6)]
+    assert datas(sink.items) == [f"x {i}" for i in range(6)] + ["end"]
     assert server.requests[1]["last-event-id"] == "2"
 
 
