@@ -427,7 +427,7 @@ def test_an_id_that_cannot_be_sent_is_a_typed_error_at_once(
     assert server.connections == 1
 
 
-@pytest.mark.parametrize("event_id", ["a\nb", "a\rb", "a\x00b", " a"])
+@pytest.mark.parametrize("event_id", ["a\nb", "a\rb", "a\x00b", " a", "\ud800"])
 def test_connect_refuses_a_cursor_it_cannot_send(event_id: str) -> None:
     with pytest.raises(UnsendableEventId):
         connect("http://127.0.0.1:1/x", last_event_id=event_id)

@@ -53,7 +53,10 @@ def encode_event_id(event_id: str) -> bytes:
         raise UnsendableEventId(event_id, "it contains CR, LF or NUL")
     if event_id[:1] in (" ", "\t", "\x0b", "\x0c"):
         raise UnsendableEventId(event_id, "HTTP strips the white space it starts with")
-    return event_id.encode("utf-8", "surrogatepass")
+    try:
+        return event_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsendableEventId(event_id, "it is not valid Unicode (a lone surrogate)") from None
 
 
 def _unexpected(exc: Exception, after_open: bool) -> RxLensError:
