@@ -27,6 +27,7 @@ import copy
 import difflib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Run each mutant's tests in a fork of this process (fast; POSIX), else in a new interpreter.
+FORK = hasattr(os, "fork")
 
 #: module name -> (source file, the test files that cover it)
 TARGETS: dict[str, tuple[str, list[str]]] = {
@@ -294,13 +297,52 @@ def _copy_tree(into: Path) -> None:
             shutil.copy2(ROOT / name, into / name)
 
 
+_PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--hypothesis-seed=0"]
+
+
+def _preload() -> None:
+    """Import the test tools and third-party libraries once, before any fork (never rxlens)."""
+    sys.dont_write_bytecode = True  # a mutant of the same size and second must not reuse a .pyc
+    for name in ("pytest", "hypothesis", "reactivex", "reactivex.testing", "requests", "urllib3"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
+def _run_forked(workdir: Path, tests: list[str], timeout: float) -> str:
+    """Run the tests in a forked child: no interpreter start, no re-import of the libraries."""
+    pid = os.fork()
+    if pid == 0:  # the child: import rxlens (and the tests) from the mutated copy
+        try:
+            os.chdir(workdir)
+            sys.path[:0] = [str(workdir), str(workdir / "tests")]
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            import pytest
+
+            os._exit(int(pytest.main([*_PYTEST_ARGS, *tests])))
+        except BaseException:
+            os._exit(99)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return "passed" if os.waitstatus_to_exitcode(status) == 0 else "failed"
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "timeout"
+        time.sleep(0.02)
+
+
 def _run_tests(workdir: Path, tests: list[str], timeout: float) -> str:
     """"passed", "failed" or "timeout"."""
+    if FORK:
+        return _run_forked(workdir, tests, timeout)
     env = {**os.environ, "PYTHONPATH": str(workdir), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [
-        sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-        "-p", "no:randomly", "--hypothesis-seed=0", *tests,
-    ]
+    command = [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *tests]
     try:
         result = subprocess.run(
             command, cwd=workdir, env=env, capture_output=True, timeout=timeout, check=False
@@ -421,7 +463,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="print every mutant")
     parser.add_argument("--list", action="store_true", help="list the modules and exit")
     parser.add_argument("--show", type=int, metavar="N", help="print mutant N as a diff")
+    parser.add_argument(
+        "--no-fork", action="store_true", help="start a new interpreter for every mutant"
+    )
     args = parser.parse_args(argv)
+    global FORK
+    FORK = FORK and not args.no_fork
+    if FORK:
+        _preload()
     if args.list:
         for name, (path, tests) in TARGETS.items():
             print(f"{name:18} {path:42} {len(mutants((ROOT / path).read_text()))} mutants  "
