@@ -66,6 +66,41 @@ _DETACHED = (
     "follows its on_completed and disposes the subscription itself"
 )
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "retry": {
+        "draws: int = 0 | 0 -> 1": "only shifts which seeded draw each attempt uses",
+        "next_state = RetryState(attempt, started, draws + 1) | 1 -> 2": (
+            "any injective draw sequence keeps seeded jitter deterministic and varying"
+        ),
+        "next_state = RetryState(attempt, started, draws + 1) | Add -> Sub in `draws + 1`": (
+            "any injective draw sequence keeps seeded jitter deterministic and varying"
+        ),
+        "return cls(base=0.0, cap=0.0, jitter=0.0, max_attempts=max_attempts) | 0.0 -> 1.0": (
+            "immediate(): cap=0 clamps every delay to 0 whatever base or jitter"
+        ),
+        "if attempt <= 1: | LtE -> Lt in `attempt <= 1`": (
+            "for attempt 1 the general formula gives min(cap, start * multiplier ** 0), the same"
+        ),
+        "return min(self.cap, start) | delete `return min(self.cap, start)`": (
+            "the same: the general formula gives min(cap, start) for attempt 1"
+        ),
+        "exponent = min(attempt - 1, 1024) | 1024 -> 1025": (
+            "any exponent cap above ~64 saturates at cap, with the OverflowError guard"
+        ),
+        "hint = self.cap if retry_ms >= self.cap * 1000 else max(retry_ms, 0) / 1000.0 "
+        "| 1000 -> 1001": "a hint between cap and 1.001 cap is clamped to cap by backoff()",
+        "hint = self.cap if retry_ms >= self.cap * 1000 else max(retry_ms, 0) / 1000.0 "
+        "| GtE -> Gt in `retry_ms >= self.cap * 1000`": "at equality both branches give cap",
+        "if retry_after is not None and retry_after > delay: | Gt -> GtE in `retry_after > delay`": (
+            "at equality both give the same delay"
+        ),
+        "return random.Random(self.seed * 1_000_003 + n).random() | 1000003 -> 1000004": (
+            "another mixing constant: still deterministic per seed and attempt"
+        ),
+        "return random.Random(self.seed * 1_000_003 + n).random() "
+        "| Mult -> Div in `self.seed * 1000003`": "another mixing: still deterministic",
+        "return random.Random(self.seed * 1_000_003 + n).random() "
+        "| Add -> Sub in `self.seed * 1000003 + n`": "another mixing: still deterministic",
+    },
     "until_end": {
         "return | delete `return`": _DETACHED,
         "done = True | delete `done = True`": _DETACHED,

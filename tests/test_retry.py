@@ -578,3 +578,20 @@ def test_a_failing_resubscription_on_the_timer_ends_the_subscription() -> None:
     result = scheduler.start(lambda: source.pipe(resume(RetryPolicy(base=1, jitter=0))))
     assert len(result.messages) == 1 and result.messages[0].time == 211
     assert result.messages[0].value.exception is bug
+
+
+def test_bounds_with_a_retry_hint_are_the_hint_and_the_added_jitter() -> None:
+    assert RetryPolicy(jitter=0.5).bounds(1, 2.0) == (2.0, 3.0)
+    assert RetryPolicy(jitter=0.5, cap=2.5).bounds(1, 2.0) == (2.0, 2.5)
+
+
+def test_giving_up_waits_nothing() -> None:
+    never = RetryPolicy.never().decide(DROP, RetryState(), now=0.0)
+    refused = RetryPolicy().decide(AuthenticationError(401, "u"), RetryState(), now=0.0)
+    late = RetryPolicy(max_elapsed=1).decide(DROP, RetryState(1, 0.0, 1), now=5.0)
+    assert [d.delay for d in (never, refused, late)] == [0.0, 0.0, 0.0]
+    assert not (never.retry or refused.retry or late.retry)
+
+
+def test_the_predicate_is_not_in_the_repr() -> None:
+    assert "retryable" not in repr(RetryPolicy())
