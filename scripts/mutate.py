@@ -90,9 +90,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "| 1000 -> 1001": "a hint between cap and 1.001 cap is clamped to cap by backoff()",
         "hint = self.cap if retry_ms >= self.cap * 1000 else max(retry_ms, 0) / 1000.0 "
         "| GtE -> Gt in `retry_ms >= self.cap * 1000`": "at equality both branches give cap",
-        "if retry_after is not None and retry_after > delay: | Gt -> GtE in `retry_after > delay`": (
-            "at equality both give the same delay"
-        ),
+        "if retry_after is not None and retry_after > delay: "
+        "| Gt -> GtE in `retry_after > delay`": "at equality both give the same delay",
         "return random.Random(self.seed * 1_000_003 + n).random() | 1000003 -> 1000004": (
             "another mixing constant: still deterministic per seed and attempt"
         ),
