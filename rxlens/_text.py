@@ -22,7 +22,7 @@ MASK = "***"
 _MIN_PIECE = 4
 
 
-def secrets_of(headers: Mapping[str, str] | None) -> tuple[str, ...]:
+def secrets_of(headers: Mapping[str, str | bytes] | Mapping[str, str] | None) -> tuple[str, ...]:
     """The secrets a request's headers carry: the ``Authorization`` value and its credential.
 
     ``{"Authorization": "Bearer KEY"}`` gives ``("Bearer KEY", "KEY")``: a server may quote
@@ -33,7 +33,9 @@ def secrets_of(headers: Mapping[str, str] | None) -> tuple[str, ...]:
     header = headers.get("Authorization")
     if not header:
         return ()
-    whole = str(header).strip()
+    if isinstance(header, bytes):
+        header = header.decode("utf-8", "replace")
+    whole = header.strip()
     credential = whole.partition(" ")[2].strip()
     return tuple(s for s in (whole, credential) if s)
 

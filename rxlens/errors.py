@@ -121,7 +121,14 @@ class TransportError(RxLensError, ConnectionError):
 
 
 class StreamClosed(TransportError):
-    """The server closed the stream (cleanly, at an event boundary or not). Retryable."""
+    """The server closed the stream (cleanly, at an event boundary or not). Retryable.
+
+    ``clean`` says whether it ended at an event boundary (no unfinished event discarded):
+    :class:`rxlens.RetryPolicy` does not count a clean end after events as a failure.
+    """
+
+    #: Whether the stream ended at an event boundary.
+    clean: bool = False
 
 
 class ReadTimeout(TransportError):
@@ -211,6 +218,32 @@ class ContentEncodingError(ContentTypeError):
             f"the server at {url} sent the event stream compressed (Content-Encoding: "
             f"{encoding}) although rxlens asked for none (Accept-Encoding: identity); "
             "check for a proxy that compresses responses",
+        )
+
+
+# --- local failures --------------------------------------------------------------------------
+
+
+class LocalError(RxLensError):
+    """rxlens failed on this machine, not on the network: a request it cannot build, or a bug.
+
+    Never retried: reconnecting would fail the same way. ``__cause__`` is the original
+    exception when there is one.
+    """
+
+
+class UnsendableEventId(LocalError, ValueError):
+    """An event id that cannot go back to the server as ``Last-Event-ID`` unchanged.
+
+    Ids are sent as UTF-8, so any text goes, except an id with CR, LF or NUL (no header can
+    carry them) or with leading white space (HTTP strips it, so the server would get another
+    id). ``event_id`` is the id. Not retried: every reconnect would send the same id.
+    """
+
+    def __init__(self, event_id: str, reason: str) -> None:
+        self.event_id = event_id
+        super().__init__(
+            f"cannot send the event id {event_id[:80]!r} as Last-Event-ID: {reason}"
         )
 
 

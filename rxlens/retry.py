@@ -5,19 +5,25 @@ the current run of failures and how long the failed connection was healthy, and 
 :class:`Decision` with the next state, so the whole policy is testable without time passing.
 :func:`rxlens.operators.resume` applies it on a scheduler.
 
-The delay for the n-th consecutive failure is ``min(cap, base * multiplier ** (n - 1))``, then
-jittered down by up to ``jitter`` of itself (drawn uniformly: with ``jitter=0.5`` the delay lies
-in ``[d / 2, d]``), so that many clients dropped together do not reconnect together.
+The delay for the n-th consecutive failure is ``d = min(cap, base * multiplier ** (n - 1))``,
+then jittered down by up to ``jitter`` of itself (drawn uniformly: with ``jitter=0.5`` the delay
+lies in ``[d / 2, d]``), so that many clients dropped together do not reconnect together.
 
 Server hints are honoured, within the policy's bounds:
 
-- an SSE ``retry:`` field (the stream's reconnection time) replaces ``base``;
-- an HTTP ``Retry-After`` is a floor: never reconnect sooner than the server asked;
-- every delay is clamped to ``[0, cap]``.
+- an SSE ``retry:`` field is the stream's reconnection time, so it is a floor: it replaces
+  ``base`` and the jitter only adds to the delay (within ``[d, d * (1 + jitter)]``), never
+  reconnecting sooner than the server asked;
+- an HTTP ``Retry-After`` is a floor too;
+- every delay is clamped to ``[0, cap]`` (a ``retry:`` of any size included).
 
-A connection that stayed healthy for ``reset_after`` seconds or more starts a new run: the
-attempt count, and with it the back-off and the ``max_attempts`` / ``max_elapsed`` budget,
-start again.
+A run of failures starts again (the attempt count, and with it the back-off and the
+``max_attempts`` / ``max_elapsed`` budget) after a connection that stayed healthy for
+``reset_after`` seconds or more, and after a clean end of stream: a
+:class:`~rxlens.errors.StreamClosed` at an event boundary from a connection that delivered at
+least one event. The server ended that stream, nothing failed, so the next reconnect waits the
+first delay of a run (``base``, or the ``retry:`` in force), as a browser's ``EventSource``
+does. A connection that ends without delivering anything, or mid-event, is a failure.
 """
 
 from __future__ import annotations
@@ -120,9 +126,14 @@ max_attempts=None, max_elapsed=None, seed=None)
         return min(self.cap, grown)
 
     def bounds(self, attempt: int, base: float | None = None) -> tuple[float, float]:
-        """The interval the jittered delay for ``attempt`` lies in (without a Retry-After)."""
+        """The interval the jittered delay for ``attempt`` lies in (without a Retry-After).
+
+        ``base`` is a ``retry:`` hint in seconds: a floor, so jitter adds to it.
+        """
         top = self.backoff(attempt, base)
-        return top * (1 - self.jitter), top
+        if base is None:
+            return top * (1 - self.jitter), top
+        return top, min(self.cap, top * (1 + self.jitter))
 
     def decide(
         self,
@@ -131,19 +142,21 @@ max_attempts=None, max_elapsed=None, seed=None)
         *,
         now: float,
         healthy_for: float = 0.0,
+        delivered: bool = False,
         retry_ms: int | None = None,
         retry_after: float | None = None,
     ) -> Decision:
         """Whether to reconnect after ``error``, and after how long.
 
         ``now`` is the scheduler's time in seconds; ``healthy_for`` how long the connection that
-        just failed was open and delivering; ``retry_ms`` the stream's last valid ``retry:``
-        field; ``retry_after`` a ``Retry-After`` in seconds. ``retry_after`` defaults to the
-        error's own ``retry_after`` attribute.
+        just failed was open and delivering; ``delivered`` whether it delivered anything (with
+        a clean end of stream, that makes it no failure); ``retry_ms`` the stream's last valid
+        ``retry:`` field (any size); ``retry_after`` a ``Retry-After`` in seconds.
+        ``retry_after`` defaults to the error's own ``retry_after`` attribute.
         """
         if not self.retryable(error):
             return Decision(False, 0.0, state, f"not retryable: {type(error).__name__}")
-        if healthy_for >= self.reset_after:
+        if healthy_for >= self.reset_after or (delivered and getattr(error, "clean", False)):
             state = RetryState()
         attempt = state.attempt + 1
         started = now if state.started_at is None else state.started_at
@@ -154,9 +167,13 @@ max_attempts=None, max_elapsed=None, seed=None)
         if self.max_elapsed is not None and now - started > self.max_elapsed:
             return Decision(False, 0.0, next_state, f"max_elapsed={self.max_elapsed:g}s reached")
 
-        base = None if retry_ms is None else retry_ms / 1000.0
-        top = self.backoff(attempt, base)
-        delay = top * (1 - self.jitter * self._draw(draws))
+        if retry_ms is None:
+            delay = self.backoff(attempt) * (1 - self.jitter * self._draw(draws))
+        else:
+            # The server's reconnection time is a floor: the back-off grows from it and the
+            # jitter only adds. Compared as an int first, so no size of it can overflow.
+            hint = self.cap if retry_ms >= self.cap * 1000 else max(retry_ms, 0) / 1000.0
+            delay = self.backoff(attempt, hint) * (1 + self.jitter * self._draw(draws))
         if retry_after is None:
             retry_after = getattr(error, "retry_after", None)
         if retry_after is not None and retry_after > delay:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from typing import Any
@@ -257,7 +258,14 @@ def register_lens(client: LensClient, writer: str) -> str:
 def test_sse_lenses_pass_the_channel_check(client: LensClient, writer: str) -> None:
     lens_id = register_lens(client, writer)
     with client.session(lens_id) as sid:
-        client.check_channel(sid)  # no error
+        # The check read the lens's configuration (it only warns when it cannot) and found
+        # the SSE writer in it: no ChannelError, and no warning either.
+        assert writer in json.dumps(client.sessions.lens_config(sid))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert client.check_channel(sid) is None
+            client.events(sid, policy=FAST)  # the same check, through the preset
+        assert [str(w.message) for w in caught] == []
 
 
 def test_mailbox_lens_raises_channel_error(client: LensClient) -> None:

@@ -12,18 +12,22 @@ from hypothesis import strategies as st
 from sinks import subscribe
 from sse_server import Handler, ScriptedServer, frames, sse, status
 
+from rxlens import LensClient
 from rxlens.errors import (
     AuthenticationError,
     ContentTypeError,
     EventTooLarge,
     HTTPStatusError,
+    LocalError,
     NotFound,
     RetriesExhausted,
     StreamClosed,
     TransportError,
+    UnsendableEventId,
 )
-from rxlens.retry import RetryPolicy
-from rxlens.sse import ConnectionState, Event, connect, stream
+from rxlens.retry import RetryPolicy, is_retryable
+from rxlens.sse import ConnectionState, Decoder, Event, connect, stream
+from rxlens.sse._decoder import RETRY_MAX_MS
 
 KEY = "sk-test-SECRET-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -34,8 +38,13 @@ def datas(items: list[Event]) -> list[str]:
     return [e.data for e in items]
 
 
-def reader_threads() -> int:
-    return sum(1 for t in threading.enumerate() if t.name.startswith("rxlens-"))
+def reader_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("rxlens-")}
+
+
+#: How long a test waits for something that happens at once when the code is right. Generous
+#: (a loaded machine is slow), and always well below the time the broken behaviour would take.
+PATIENCE = 5.0
 
 
 @pytest.fixture()
@@ -79,10 +88,21 @@ def test_resubscribing_sends_the_cursor(server: ScriptedServer) -> None:
 
 
 def test_subscribe_does_not_block(server: ScriptedServer) -> None:
-    server.add(sse(b"data: a\n\n", then="hold"))
-    started = time.monotonic()
+    # The server answers only once the subscriber's thread goes on: a subscribe that waited
+    # for the response would return only after the server gave up waiting (10 s).
+    release = threading.Event()
+    answered = threading.Event()
+
+    def script(h: Handler) -> None:
+        release.wait(10)
+        answered.set()
+        sse(b"data: a\n\n", then="hold")(h)
+
+    server.add(script)
     sink, disposable = subscribe(connect(server.url))
-    assert time.monotonic() - started < 0.2
+    returned_first = not answered.is_set()
+    release.set()
+    assert returned_first, "subscribe() waited for the server"
     sink.wait_items(1)
     disposable.dispose()
 
@@ -112,18 +132,16 @@ def test_first_event_of_close_delimited_response_arrives_before_more_bytes(
 
 
 def test_dispose_while_server_silent_closes_socket_and_thread(server: ScriptedServer) -> None:
+    # The server stays silent for 30 s and the read timeout is 60 s: only a dispose that
+    # wakes the blocked read ends the thread within PATIENCE.
     server.add(sse(b"data: a\n\n", then="hold"))
     before = reader_threads()
     sink, disposable = subscribe(connect(server.url, timeout=(5, 60)))
     sink.wait_items(1)
-    started = time.monotonic()
+    (reader,) = reader_threads() - before
     disposable.dispose()
-    deadline = started + 0.5
-    while reader_threads() > before and time.monotonic() < deadline:
-        time.sleep(0.005)
-    elapsed = time.monotonic() - started
-    assert reader_threads() == before, "the reader thread outlived dispose"
-    assert elapsed < 0.5
+    reader.join(PATIENCE)
+    assert not reader.is_alive(), "the reader thread outlived dispose"
     assert sink.error is None and not sink.completed  # disposal is silent
 
 
@@ -131,18 +149,22 @@ def test_dispose_before_headers_arrive(server: ScriptedServer) -> None:
     def slow(h: Handler) -> None:
         h.hold(10)
 
-    server.add(slow)
+    requested = threading.Event()
+
+    def noting(h: Handler) -> None:
+        requested.set()
+        slow(h)
+
+    server.add(noting)
     before = reader_threads()
     sink, disposable = subscribe(connect(server.url, timeout=(5, 60)))
-    deadline = time.monotonic() + 5
-    while server.connections == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.05)  # let the request reach its read of the status line
-    started = time.monotonic()
+    (reader,) = reader_threads() - before
+    # The request has been sent: the client is about to read, or reading, the status line
+    # (the socket's shutdown wakes the read either way). The server holds for 10 s.
+    assert requested.wait(PATIENCE)
     disposable.dispose()
-    while reader_threads() > before and time.monotonic() - started < 0.5:
-        time.sleep(0.005)
-    assert reader_threads() == before
+    reader.join(PATIENCE)
+    assert not reader.is_alive(), "the reader thread outlived dispose"
     assert sink.error is None
 
 
@@ -153,6 +175,7 @@ def test_raising_on_next_reaches_subscriber_unchanged_and_never_reconnects(
     boom = RuntimeError("my own bug")
     errors: list[Exception] = []
     done = threading.Event()
+    states: list[ConnectionState] = []
 
     def on_next(event: Event) -> None:
         if event.data == "x 2":
@@ -162,10 +185,12 @@ def test_raising_on_next_reaches_subscriber_unchanged_and_never_reconnects(
         errors.append(error)
         done.set()
 
-    stream(server.url, FAST).subscribe(on_next, on_error)
-    assert done.wait(5)
-    time.sleep(0.2)  # a wrongful reconnect would show up here
+    stream(server.url, FAST, on_state=states.append).subscribe(on_next, on_error)
+    assert done.wait(PATIENCE)
     assert errors == [boom]
+    # A reconnect is always announced (backing_off) before it is scheduled, and the
+    # subscriber's on_error ends resume for good: no reconnect can follow.
+    assert "backing_off" not in [s.kind for s in states]
     assert server.connections == 1
 
 
@@ -301,13 +326,16 @@ def test_state_callback_sequence(server: ScriptedServer) -> None:
 
 
 def test_replayed_events_are_not_delivered_twice(server: ScriptedServer) -> None:
-    # The server ignores Last-Event-ID and replays from the start each time.
-    server.add(sse(frames(range(0, 3)), then="drop"), sse(frames(range(0, 6)), then="hold"))
+    # The server ignores Last-Event-ID and replays from the start each time; a last frame
+    # marks the end, so everything the replay could have duplicated has arrived before it.
+    last = b"id: end\ndata: end\n\n"
+    server.add(
+        sse(frames(range(0, 3)), then="drop"), sse(frames(range(0, 6)) + last, then="hold")
+    )
     sink, disposable = subscribe(stream(server.url, FAST))
-    sink.wait_items(6)
-    time.sleep(0.1)
+    sink.wait_for(lambda items: bool(items) and items[-1].data == "end")
     disposable.dispose()
-    assert datas(sink.items) == [f"x {i}" for i in range(6)]
+    assert datas(sink.items) == [f"x {i}" for i in range(6)] + ["end"]
     assert server.requests[1]["last-event-id"] == "2"
 
 
@@ -356,3 +384,184 @@ def test_resume_after_any_drop_point_gives_each_event_exactly_once(cuts: list[in
         disposable.dispose()
         assert datas(sink.items) == [f"event {i}" for i in range(TOTAL)]
         assert sink.error is None
+
+
+# --- Last-Event-ID: UTF-8 on the wire, or a typed error ----------------------------------------
+
+
+def sent_id(server: ScriptedServer, index: int) -> bytes:
+    # http.server decodes header bytes as latin-1: encoding back gives the bytes on the wire.
+    return server.requests[index]["last-event-id"].encode("latin-1")
+
+
+@pytest.mark.parametrize("event_id", ["é", "…", "数据", "🙂", "a b\tc"])
+def test_a_non_ascii_id_goes_back_as_utf8(server: ScriptedServer, event_id: str) -> None:
+    server.add(sse(b"id: " + event_id.encode() + b"\ndata: a\n\n", then="drop"), status(204))
+    sink, _ = subscribe(stream(server.url, FAST))
+    sink.wait()
+    assert sink.completed, sink.error
+    assert server.connections == 2
+    assert sent_id(server, 1) == event_id.encode()
+
+
+def test_connect_with_a_non_ascii_cursor_sends_it_as_utf8(server: ScriptedServer) -> None:
+    server.add(sse(frames(range(1))))
+    sink, _ = subscribe(connect(server.url, last_event_id="🙂-1"))
+    sink.wait()
+    assert datas(sink.items) == ["x 0"]
+    assert sent_id(server, 0) == "🙂-1".encode()
+
+
+@pytest.mark.parametrize("event_id", [" x", "\tx", "\x0bx"])
+def test_an_id_that_cannot_be_sent_is_a_typed_error_at_once(
+    server: ScriptedServer, event_id: str
+) -> None:
+    # Legal SSE ids that no HTTP header can carry unchanged (leading white space).
+    server.add(sse(b"id:" + b" " + event_id.encode() + b"\ndata: a\n\n", then="drop"))
+    sink, _ = subscribe(stream(server.url, FAST))
+    sink.wait()
+    assert datas(sink.items) == ["a"]
+    assert isinstance(sink.error, UnsendableEventId), repr(sink.error)
+    assert not sink.error.retryable and not is_retryable(sink.error)
+    assert sink.error.event_id == event_id
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("event_id", ["a\nb", "a\rb", "a\x00b", " a", "\ud800"])
+def test_connect_refuses_a_cursor_it_cannot_send(event_id: str) -> None:
+    with pytest.raises(UnsendableEventId):
+        connect("http://127.0.0.1:1/x", last_event_id=event_id)
+
+
+# --- local failures are never retried --------------------------------------------------------
+
+
+def test_a_header_requests_refuses_is_a_local_error_not_retried(server: ScriptedServer) -> None:
+    server.add(sse(frames(range(1))))
+    headers = {"X-Count": 1}
+    sink, _ = subscribe(stream(server.url, FAST, headers=headers))  # type: ignore[arg-type]
+    sink.wait()
+    assert isinstance(sink.error, LocalError) and not sink.error.retryable, repr(sink.error)
+    assert server.connections == 0
+
+
+def test_a_url_without_an_adapter_is_a_local_error_not_retried() -> None:
+    sink, _ = subscribe(stream("htp://127.0.0.1:1/x", FAST))
+    sink.wait()
+    assert isinstance(sink.error, LocalError) and not sink.error.retryable, repr(sink.error)
+
+
+def test_a_bug_on_the_reader_thread_ends_the_subscription_typed_and_unretried(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bug = TypeError("a bug in the decoder")
+
+    class Broken(Decoder):
+        def feed(self, chunk: bytes) -> list[Event]:
+            raise bug
+
+    monkeypatch.setattr("rxlens.sse._connect.Decoder", Broken)
+    server.add(sse(frames(range(2))))
+    sink, _ = subscribe(stream(server.url, FAST))
+    sink.wait()
+    assert isinstance(sink.error, LocalError) and not sink.error.retryable, repr(sink.error)
+    assert sink.error.__cause__ is bug
+    assert server.connections == 1
+
+
+# --- how the stream ended ----------------------------------------------------------------------
+
+
+def test_a_cut_inside_an_event_is_reported_mid_event(server: ScriptedServer) -> None:
+    server.add(sse(b"data: a\n\ndata: b\n"))
+    sink, _ = subscribe(connect(server.url))
+    sink.wait()
+    assert datas(sink.items) == ["a"]
+    assert isinstance(sink.error, StreamClosed)
+    assert "mid-event" in str(sink.error) and not sink.error.clean
+
+
+def test_an_end_at_an_event_boundary_is_clean(server: ScriptedServer) -> None:
+    server.add(sse(b"data: a\n\n: bye\n"))
+    sink, _ = subscribe(connect(server.url))
+    sink.wait()
+    assert isinstance(sink.error, StreamClosed)
+    assert "at an event boundary" in str(sink.error) and sink.error.clean
+
+
+# --- retry: fields of any length (a hostile or broken server) -----------------------------------
+
+
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_a_huge_retry_backs_off_at_the_cap_and_the_stream_goes_on(
+    server: ScriptedServer, digits: int
+) -> None:
+    server.add(sse(b"retry: " + b"7" * digits + b"\ndata: a\n\n"), status(204))
+    states: list[ConnectionState] = []
+    policy = RetryPolicy(cap=0.05, jitter=0.0, max_attempts=3)
+    sink, _ = subscribe(stream(server.url, policy, on_state=states.append))
+    sink.wait()
+    assert datas(sink.items) == ["a"]
+    assert sink.completed, repr(sink.error)
+    assert [s.delay for s in states if s.kind == "backing_off"] == [pytest.approx(0.05)]
+
+
+def test_a_huge_retry_keeps_the_events_of_its_chunk(server: ScriptedServer) -> None:
+    server.add(sse(b"data: a\n\nretry: " + b"1" * 5000 + b"\ndata: b\n\n"))
+    source = connect(server.url)
+    sink, _ = subscribe(source)
+    sink.wait()
+    assert datas(sink.items) == ["a", "b"]
+    assert isinstance(sink.error, StreamClosed)
+    assert source.retry_ms == RETRY_MAX_MS
+
+
+LENS_END = b'data: {"type": "sse.stream.end", "event_data": {}}\n\n'
+LENS_START = b'data: {"type": "sse.stream.start", "event_data": {"session_id": "lsn-1"}}\n\n'
+
+
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_a_huge_retry_through_lens_client_events_with_its_heartbeat_timeout(digits: int) -> None:
+    with ScriptedServer(path="/api/lens/sessions/consumer/lsn-1") as server:
+        server.add(
+            sse(LENS_START + b"retry: " + b"9" * digits + b"\n\n"),
+            sse(LENS_START + LENS_END, then="hold"),
+        )
+        base = server.url.rsplit("/lens/", 1)[0]
+        policy = RetryPolicy(cap=0.05, jitter=0.0, max_attempts=3)
+        with LensClient(api_key=KEY, base_url=base) as client:
+            events = client.events(
+                "lsn-1", check_channel=False, heartbeat_timeout=2.0, policy=policy
+            )
+            sink, disposable = subscribe(events)
+            sink.wait()
+            disposable.dispose()
+        assert sink.completed, repr(sink.error)
+        assert [e.type for e in sink.items][-1] == "sse.stream.end"
+        assert server.connections == 2
+
+
+# --- the reconnection rule after a clean end (README, "RetryPolicy") ----------------------------
+
+
+def test_clean_ends_reconnect_after_the_servers_retry_every_time(server: ScriptedServer) -> None:
+    clean = sse(b"retry: 100\ndata: a\n\n")
+    server.add(clean, clean, clean, status(204))
+    states: list[ConnectionState] = []
+    sink, _ = subscribe(stream(server.url, RetryPolicy(jitter=0.0), on_state=states.append))
+    sink.wait()
+    assert sink.completed and datas(sink.items) == ["a", "a", "a"]
+    assert [s.delay for s in states if s.kind == "backing_off"] == [pytest.approx(0.1)] * 3
+
+
+def test_cuts_mid_event_still_back_off(server: ScriptedServer) -> None:
+    cut = sse(b"retry: 100\ndata: a\n\ndata: b\n")
+    server.add(cut, cut, status(204))
+    states: list[ConnectionState] = []
+    sink, _ = subscribe(stream(server.url, RetryPolicy(jitter=0.0), on_state=states.append))
+    sink.wait()
+    assert sink.completed
+    assert [s.delay for s in states if s.kind == "backing_off"] == [
+        pytest.approx(0.1),
+        pytest.approx(0.2),
+    ]

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from rxlens.errors import EventTooLarge
 from rxlens.sse import Decoder, Event
+from rxlens.sse._decoder import RETRY_MAX_MS
 
 
 def decode(stream: bytes, last_event_id: str = "") -> list[Event]:
@@ -294,7 +295,7 @@ def test_events_before_an_oversized_one_are_kept_on_the_error() -> None:
 
 
 def test_event_at_the_limit_passes() -> None:
-    decoder = Decoder(max_event_bytes=11)
+    decoder = Decoder(max_event_bytes=17)  # "data: " + 10 bytes + its line end
     assert pairs(decoder.feed(b"data: " + b"x" * 10 + b"\n\n")) == [("message", "x" * 10)]
 
 
@@ -462,3 +463,119 @@ def reference_decode(stream: bytes) -> list[tuple[str, str, str]]:
 @given(sse_stream())
 def test_agrees_with_a_literal_reading_of_the_spec(stream: bytes) -> None:
     assert [(e.type, e.data, e.last_event_id) for e in decode(stream)] == reference_decode(stream)
+
+
+# --- the size rule: bytes of the event block as received, whatever the chunking ---------------
+#
+# ``max_event_bytes`` bounds the bytes of one event block: every line since the blank line that
+# ended the previous event (field names, comments and line ends included, a line end counting
+# one byte), up to the blank line that dispatches it.
+
+
+def outcome(stream: bytes, cuts: list[int], limit: int) -> tuple[list[Event], bool]:
+    """The events delivered and whether the decoder raised ``EventTooLarge``."""
+    decoder = Decoder(max_event_bytes=limit)
+    events: list[Event] = []
+    try:
+        for chunk in split_at(stream, cuts):
+            events += decoder.feed(chunk)
+    except EventTooLarge as exc:
+        return events + exc.events, True
+    return events + decoder.close(), False
+
+
+BLOCK = b"data: xxxxxxxxx\n"  # 16 bytes with its line end
+
+
+def test_whole_and_split_line_get_the_same_size_decision() -> None:
+    # A whole line counted the characters of its value (10), a split one the bytes of the line.
+    assert outcome(BLOCK + b"\n", [], 10) == ([], True)
+    assert outcome(BLOCK + b"\n", [8], 10) == ([], True)
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_an_event_exactly_at_the_limit_passes(bytewise: bool) -> None:
+    stream = BLOCK + b"\n"
+    cuts = list(range(len(stream))) if bytewise else []
+    assert outcome(stream, cuts, len(BLOCK)) == ([Event("x" * 9)], False)
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_one_byte_over_the_limit_raises(bytewise: bool) -> None:
+    stream = b"data: ok\n\n" + BLOCK + b"\n"
+    cuts = list(range(len(stream))) if bytewise else []
+    assert outcome(stream, cuts, len(BLOCK) - 1) == ([Event("ok")], True)
+
+
+def test_the_limit_counts_utf8_bytes_not_characters() -> None:
+    # Five two-byte characters: 17 bytes of block, 6 characters of value.
+    stream = "data: ééééé\n\n".encode()
+    assert outcome(stream, [], 16) == ([], True)
+    assert outcome(stream, [], 17) == ([Event("ééééé")], False)
+
+
+def test_a_partial_line_on_top_of_buffered_lines_counts_both() -> None:
+    decoder = Decoder(max_event_bytes=20)
+    assert decoder.feed(b"data: abc\n") == []  # 10 bytes of the block
+    assert decoder.feed(b"data: ab") == []  # 8 more, still partial: 18
+    assert decoder.feed(b"cd") == []  # exactly 20
+    with pytest.raises(EventTooLarge) as info:
+        decoder.feed(b"e")  # 21
+    assert info.value.size == 21
+
+
+def test_the_size_restarts_after_a_split_line_completes() -> None:
+    decoder = Decoder(max_event_bytes=20)
+    events: list[Event] = []
+    for _ in range(1000):  # 16 000 bytes of events, each within the limit, each line split
+        events += decoder.feed(b"data: 0123456")
+        events += decoder.feed(b"789\n\n")
+    assert len(events) == 1000 and decoder.pending_bytes == 0
+
+
+def test_an_oversized_partial_line_keeps_the_events_of_its_chunk() -> None:
+    with pytest.raises(EventTooLarge) as info:
+        Decoder(max_event_bytes=20).feed(b"data: a\n\n" + b"x" * 30)
+    assert info.value.events == [Event("a")]
+
+
+def test_comments_count_towards_the_block() -> None:
+    assert outcome(b": " + b"c" * 20 + b"\ndata: a\n\n", [], 20) == ([], True)
+    assert outcome(b": " + b"c" * 20 + b"\n\ndata: a\n\n", [], 23) == ([Event("a")], False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sse_stream(), st.lists(st.integers(0, 10_000), max_size=12), st.integers(1, 48))
+def test_any_split_gives_the_same_size_decision(
+    stream: bytes, cuts: list[int], limit: int
+) -> None:
+    assert outcome(stream, cuts, limit) == outcome(stream, [], limit)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sse_stream(), st.integers(1, 48))
+def test_byte_by_byte_gives_the_same_size_decision(stream: bytes, limit: int) -> None:
+    assert outcome(stream, list(range(len(stream))), limit) == outcome(stream, [], limit)
+
+
+# --- retry: fields of any length ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("digits", [20, 400, 5000, 100_000])
+def test_a_retry_of_many_digits_saturates_and_keeps_the_chunk(digits: int) -> None:
+    decoder = Decoder()
+    events = decoder.feed(b"data: a\n\nretry: " + b"9" * digits + b"\ndata: b\n\n")
+    assert pairs(events) == [("message", "a"), ("message", "b")]
+    assert decoder.retry == RETRY_MAX_MS
+
+
+def test_leading_zeros_of_a_retry_do_not_saturate() -> None:
+    decoder = Decoder()
+    decoder.feed(b"retry: " + b"0" * 5000 + b"1500\n\n")
+    assert decoder.retry == 1500
+
+
+def test_a_retry_just_below_saturation_is_kept() -> None:
+    decoder = Decoder()
+    decoder.feed(b"retry: %d\n\n" % (RETRY_MAX_MS - 1))
+    assert decoder.retry == RETRY_MAX_MS - 1

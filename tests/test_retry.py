@@ -8,12 +8,14 @@ from typing import Any, NamedTuple
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reactivex import Observable
 from reactivex import operators as ops
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxlens.errors import (
     AuthenticationError,
     HTTPStatusError,
+    LocalError,
     RetriesExhausted,
     StreamClosed,
     TransportError,
@@ -21,6 +23,7 @@ from rxlens.errors import (
 from rxlens.operators._resume import resume
 from rxlens.retry import RetryPolicy, RetryState, is_retryable
 from rxlens.sse import ConnectionState
+from rxlens.sse._connect import mark_downstream
 
 on_next = ReactiveTest.on_next
 on_error = ReactiveTest.on_error
@@ -377,3 +380,224 @@ def test_works_after_other_operators() -> None:
 def test_remember_must_not_be_negative() -> None:
     with pytest.raises(ValueError):
         resume(remember=-1)
+
+
+# --- the server's retry: is a floor; jitter only adds to it -----------------------------------
+
+
+@settings(max_examples=300)
+@given(
+    retry_ms=st.integers(0, 120_000),
+    jitter=st.floats(0, 1),
+    seed=st.integers(0, 2**32),
+    attempts=st.integers(1, 8),
+)
+def test_a_retry_field_is_a_floor_of_every_delay(
+    retry_ms: int, jitter: float, seed: int, attempts: int
+) -> None:
+    policy = RetryPolicy(jitter=jitter, seed=seed)
+    for attempt, delay in enumerate(delays(policy, attempts, retry_ms=retry_ms), start=1):
+        low, high = policy.bounds(attempt, retry_ms / 1000)
+        assert min(retry_ms / 1000, policy.cap) <= low <= delay <= high <= policy.cap
+
+
+def test_the_issue_example_never_reconnects_sooner_than_retry() -> None:
+    # With the default jitter a retry: 2000 gave 1.489 s.
+    got = [
+        RetryPolicy(seed=seed).decide(DROP, RetryState(), now=0.0, retry_ms=2000).delay
+        for seed in range(200)
+    ]
+    assert min(got) >= 2.0 and max(got) <= 3.0 and len(set(got)) > 1
+
+
+@pytest.mark.parametrize("digits", [20, 400, 5000])
+def test_a_huge_retry_never_overflows(digits: int) -> None:
+    retry_ms = 10**digits
+    decision = RetryPolicy(cap=7).decide(DROP, RetryState(), now=0.0, retry_ms=retry_ms)
+    assert decision.retry and decision.delay == 7
+
+
+# --- a clean end of stream after events is not a failure --------------------------------------
+
+
+def clean_end() -> StreamClosed:
+    closed = StreamClosed("the server closed the stream at an event boundary")
+    closed.clean = True
+    return closed
+
+
+def test_clean_ends_after_events_never_grow_the_delay() -> None:
+    policy = RetryPolicy(jitter=0, max_attempts=2)
+    state = RetryState()
+    got = []
+    for i in range(6):
+        decision = policy.decide(clean_end(), state, now=float(i), delivered=True, retry_ms=500)
+        assert decision.retry
+        got.append(decision.delay)
+        state = decision.state
+    assert got == [0.5] * 6 and state.attempt == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "delivered"),
+    [(clean_end(), False), (StreamClosed("mid-event"), True), (DROP, True)],
+)
+def test_other_ends_grow_the_delay(error: Exception, delivered: bool) -> None:
+    policy = RetryPolicy(jitter=0)
+    state = RetryState()
+    got = []
+    for i in range(3):
+        decision = policy.decide(error, state, now=float(i), delivered=delivered, retry_ms=500)
+        got.append(decision.delay)
+        state = decision.state
+    assert got == [0.5, 1.0, 2.0]
+
+
+def test_resume_reconnects_after_clean_ends_at_the_first_delay() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_next(10, "a"), on_error(20, clean_end()))
+    states: list[ConnectionState] = []
+    scheduler.start(
+        lambda: xs.pipe(resume(RetryPolicy(base=2, jitter=0), on_state=states.append)),
+        disposed=400,
+    )
+    assert [s.delay for s in states if s.kind == "backing_off"][:6] == [2] * 6
+
+
+# --- the rest of the policy's rules -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs", [{"cap": -1}, {"jitter": -0.1}, {"base": -0.001}])
+def test_negative_bounds_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(**kwargs)
+
+
+def test_zero_bounds_are_allowed() -> None:
+    policy = RetryPolicy(base=0, cap=0, jitter=0, max_attempts=0, max_elapsed=0)
+    assert (policy.base, policy.cap, policy.jitter, policy.max_elapsed) == (0, 0, 0, 0)
+
+
+def test_max_elapsed_zero_allows_the_first_retry_only_at_once() -> None:
+    policy = RetryPolicy(max_elapsed=0, jitter=0)
+    first = policy.decide(DROP, RetryState(), now=5.0)
+    assert first.retry
+    assert policy.decide(DROP, first.state, now=5.0).retry
+    assert not policy.decide(DROP, first.state, now=5.001).retry
+
+
+def test_retry_state_is_immutable() -> None:
+    with pytest.raises(AttributeError):
+        RetryState().attempt = 3  # type: ignore[misc]
+
+
+def test_immediate_never_waits() -> None:
+    policy = RetryPolicy.immediate(max_attempts=20)
+    assert delays(policy, 20) == [0.0] * 20
+    assert delays(policy, 5, retry_ms=5000) == [0.0] * 5  # the cap of 0 wins
+    assert policy.max_attempts == 20 and RetryPolicy.immediate().max_attempts is None
+
+
+def test_seeded_jitter_varies_between_attempts() -> None:
+    policy = RetryPolicy(multiplier=1, cap=100, seed=11)
+    got = delays(policy, 6)
+    assert len(set(got)) == 6 and all(0.5 <= d <= 1 for d in got)
+
+
+def test_never_gives_up_at_once() -> None:
+    decision = RetryPolicy.never().decide(DROP, RetryState(), now=0.0)
+    assert not decision.retry and decision.state.attempt == 1
+
+
+# --- resume: the first-attempt time, the subscriber's own errors, the budget --------------------
+
+
+def test_one_healthy_connection_does_not_stop_the_backoff_growing() -> None:
+    # The first connection is healthy for 89 s; every later one fails before delivering.
+    scheduler = TestScheduler()
+    calls = iter(range(100))
+
+    def factory(observer: Any, _scheduler: Any = None) -> Any:
+        if next(calls) == 0:
+            scheduler.schedule_relative(1, lambda *_: observer.on_next("a"))
+            return scheduler.schedule_relative(90, lambda *_: observer.on_error(DROP))
+        return scheduler.schedule_relative(1, lambda *_: observer.on_error(DROP))
+
+    states: list[ConnectionState] = []
+    policy = RetryPolicy(base=1, jitter=0, reset_after=60)
+    source: Any = Observable(factory)
+    scheduler.start(lambda: source.pipe(resume(policy, on_state=states.append)), disposed=400)
+    assert [s.delay for s in states if s.kind == "backing_off"][:5] == [1, 2, 4, 8, 16]
+
+
+def test_an_error_marked_as_the_subscribers_own_passes_at_once() -> None:
+    scheduler = TestScheduler()
+    own = mark_downstream(TransportError("raised by the subscriber's code"))
+    xs = scheduler.create_cold_observable(on_next(10, "a"), on_error(20, own))
+    states: list[ConnectionState] = []
+    result = scheduler.start(
+        lambda: xs.pipe(resume(RetryPolicy.immediate(), on_state=states.append))
+    )
+    assert result.messages == [on_next(210, "a"), on_error(220, own)]
+    assert xs.subscriptions == [subscribe(200, 220)]
+    assert states == []  # not a connection failure: no failed state
+
+
+def test_retries_exhausted_says_how_long_it_tried() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_error(10, DROP))
+    policy = RetryPolicy(base=5, jitter=0, max_attempts=2)
+    result = scheduler.start(lambda: xs.pipe(resume(policy)))
+    error = result.messages[0].value.exception
+    assert isinstance(error, RetriesExhausted)
+    # First failure at t=210; retries at 215 (fails 225) and 235 (fails 245).
+    assert error.elapsed == 35 and error.attempts == 2
+
+
+def test_a_failing_retry_predicate_ends_the_subscription() -> None:
+    scheduler = TestScheduler()
+    bug = RuntimeError("a bug in the predicate")
+
+    def retryable(_error: BaseException) -> bool:
+        raise bug
+
+    xs = scheduler.create_cold_observable(on_error(10, DROP))
+    result = scheduler.start(lambda: xs.pipe(resume(RetryPolicy(retryable=retryable))))
+    assert len(result.messages) == 1 and result.messages[0].time == 210
+    error = result.messages[0].value.exception
+    assert isinstance(error, LocalError) and error.__cause__ is bug
+
+
+def test_a_failing_resubscription_on_the_timer_ends_the_subscription() -> None:
+    # A source whose subscribe raises fails its subscription (RxPY passes the exception to
+    # on_error); resume passes it on at once, on the timer's thread, and never hangs.
+    scheduler = TestScheduler()
+    bug = RuntimeError("cannot subscribe")
+    calls = iter(range(100))
+
+    def factory(observer: Any, _scheduler: Any = None) -> Any:
+        if next(calls) > 0:
+            raise bug
+        return scheduler.schedule_relative(10, lambda *_: observer.on_error(DROP))
+
+    source: Any = Observable(factory)
+    result = scheduler.start(lambda: source.pipe(resume(RetryPolicy(base=1, jitter=0))))
+    assert len(result.messages) == 1 and result.messages[0].time == 211
+    assert result.messages[0].value.exception is bug
+
+
+def test_bounds_with_a_retry_hint_are_the_hint_and_the_added_jitter() -> None:
+    assert RetryPolicy(jitter=0.5).bounds(1, 2.0) == (2.0, 3.0)
+    assert RetryPolicy(jitter=0.5, cap=2.5).bounds(1, 2.0) == (2.0, 2.5)
+
+
+def test_giving_up_waits_nothing() -> None:
+    never = RetryPolicy.never().decide(DROP, RetryState(), now=0.0)
+    refused = RetryPolicy().decide(AuthenticationError(401, "u"), RetryState(), now=0.0)
+    late = RetryPolicy(max_elapsed=1).decide(DROP, RetryState(1, 0.0, 1), now=5.0)
+    assert [d.delay for d in (never, refused, late)] == [0.0, 0.0, 0.0]
+    assert not (never.retry or refused.retry or late.retry)
+
+
+def test_the_predicate_is_not_in_the_repr() -> None:
+    assert "retryable" not in repr(RetryPolicy())

@@ -19,7 +19,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
 from reactivex.scheduler import TimeoutScheduler
 
-from rxlens.errors import EventIdTooLong, RetriesExhausted
+from rxlens.errors import EventIdTooLong, LocalError, RetriesExhausted
 from rxlens.retry import RetryPolicy, RetryState
 from rxlens.sse._connect import mark_downstream
 from rxlens.sse._state import ConnectionState, StateCallback, StateKind, report
@@ -324,13 +324,23 @@ def resume(
                             return
                         first_at = state.first_at
                         healthy = 0.0 if first_at is None else now() - first_at
-                        decision = chosen.decide(
-                            error,
-                            state.retry,
-                            now=now(),
-                            healthy_for=healthy,
-                            retry_ms=getattr(error, "retry_ms", None),
-                        )
+                        try:
+                            decision = chosen.decide(
+                                error,
+                                state.retry,
+                                now=now(),
+                                healthy_for=healthy,
+                                delivered=first_at is not None,
+                                retry_ms=getattr(error, "retry_ms", None),
+                            )
+                        except Exception as exc:  # the policy failed: end, typed, never hang
+                            state.done = True
+                            failure = LocalError(
+                                f"the retry policy raised {type(exc).__name__}: {exc}"
+                            )
+                            failure.__cause__ = exc
+                            observer.on_error(failure)
+                            return
                         state.retry = decision.state
                         if not decision.retry:
                             state.done = True

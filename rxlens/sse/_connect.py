@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 import time
@@ -9,10 +10,18 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import requests
+import urllib3
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable
 
-from rxlens.errors import EventTooLarge, RxLensError, StreamClosed, TransportError
+from rxlens.errors import (
+    EventTooLarge,
+    LocalError,
+    RxLensError,
+    StreamClosed,
+    TransportError,
+    UnsendableEventId,
+)
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
 from rxlens.sse._models import Event
 from rxlens.sse._state import ConnectionState, StateCallback, report
@@ -26,6 +35,43 @@ from rxlens.sse._transport import (
 
 log = logging.getLogger("rxlens.sse")
 _E = TypeVar("_E", bound=BaseException)
+
+
+#: What a failure of the network looks like below requests: anything else raised while a
+#: connection runs is a local failure (a bug, a request that cannot be built), never retried.
+_NETWORK_ERRORS = (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException)
+
+
+def encode_event_id(event_id: str) -> bytes:
+    """``event_id`` as the bytes of a ``Last-Event-ID`` header: UTF-8, as the server sent it.
+
+    requests would encode a text header as latin-1: wrong bytes for ``é``, and an
+    ``UnicodeEncodeError`` for anything outside latin-1. Raises :class:`UnsendableEventId` for
+    an id no header carries unchanged.
+    """
+    if "\r" in event_id or "\n" in event_id or "\x00" in event_id:
+        raise UnsendableEventId(event_id, "it contains CR, LF or NUL")
+    if event_id[:1] in (" ", "\t", "\x0b", "\x0c"):
+        raise UnsendableEventId(event_id, "HTTP strips the white space it starts with")
+    try:
+        return event_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsendableEventId(event_id, "it is not valid Unicode (a lone surrogate)") from None
+
+
+def _unexpected(exc: Exception, after_open: bool) -> RxLensError:
+    """The typed error for an exception that is not an rxlens error."""
+    if isinstance(exc, _NETWORK_ERRORS) and not isinstance(exc, ValueError):
+        return TransportError(f"connection failed: {type(exc).__name__}: {exc}")
+    if not after_open:
+        # Raised while building the request: its message may quote a header (the key).
+        return LocalError(
+            f"cannot build the request: {type(exc).__name__} (a header or URL that HTTP "
+            "cannot carry?); not retried"
+        )
+    error = LocalError(f"the SSE reader failed: {type(exc).__name__}: {exc}; not retried")
+    error.__cause__ = exc
+    return error
 
 
 def mark_downstream(error: _E) -> _E:
@@ -70,6 +116,8 @@ class SSESource(Observable[Event]):
         on_state: StateCallback | None = None,
     ) -> None:
         super().__init__()
+        if last_event_id:
+            encode_event_id(last_event_id)  # refuse at once what could never be sent
         self.url = url
         self._headers = dict(headers or {})
         self.last_event_id = last_event_id
@@ -106,11 +154,15 @@ class SSESource(Observable[Event]):
         if own is not None:
             own.close()
 
-    def request_headers(self) -> dict[str, str]:
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    def request_headers(self) -> dict[str, str | bytes]:
+        """The request's headers; raises :class:`UnsendableEventId` for a cursor it cannot send."""
+        headers: dict[str, str | bytes] = {
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-cache",
+        }
         headers.update(self._headers)
         if self.last_event_id:
-            headers["Last-Event-ID"] = self.last_event_id
+            headers["Last-Event-ID"] = encode_event_id(self.last_event_id)
         return headers
 
     def _subscribe_core(
@@ -141,40 +193,57 @@ class SSESource(Observable[Event]):
             )
 
     def _run(self, observer: abc.ObserverBase[Event], handle: SocketHandle) -> None:
-        connection = Connection(
-            self.session, self.url, self.request_headers(), self.timeouts, handle
-        )
-        error: Exception | None = None
-        completed = False
+        # The body of the reader thread: whatever fails in the library ends the subscription
+        # with a typed on_error, never the thread alone.
+        terminated = False
         try:
+            error = self._connect_and_read(observer, handle)
+            if handle.aborted:
+                self._state("closed")
+                return
+            terminated = True
+            if error is None:
+                self._state("closed")
+                observer.on_completed()
+                return
+            downstream = getattr(error, "_rxlens_downstream", False)
+            if isinstance(error, RxLensError) and not downstream and error.retry_ms is None:
+                error.retry_ms = self.retry_ms
+            observer.on_error(error)
+        except Exception as exc:
+            if terminated:
+                # The subscriber's own on_error / on_completed raised: nobody is left to tell.
+                log.exception("a subscriber's on_error or on_completed raised (thread ends)")
+                return
+            observer.on_error(_unexpected(exc, after_open=True))
+
+    def _connect_and_read(
+        self, observer: abc.ObserverBase[Event], handle: SocketHandle
+    ) -> Exception | None:
+        """One connection; returns why it ended (None: the server answered 204)."""
+        error: Exception | None = None
+        connection: Connection | None = None
+        try:
+            connection = Connection(
+                self.session, self.url, self.request_headers(), self.timeouts, handle
+            )
             self._state("connecting")
             log.debug(
                 "connecting to %s (Last-Event-ID: %r)", safe_url(self.url), self.last_event_id
             )
             response = connection.open()
             if response is None:
-                completed = True
-            else:
-                self._state("open", headers=dict(response.headers))
-                error = self._pump(connection, observer, handle)
+                return None
+            self._state("open", headers=dict(response.headers))
+            error = self._pump(connection, observer, handle)
         except RxLensError as exc:
             error = exc
-        except Exception as exc:  # an unexpected failure inside requests/urllib3
-            error = TransportError(f"connection failed: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # not an rxlens error: the network below requests, or a bug
+            error = _unexpected(exc, after_open=connection is not None and connection.opened)
         finally:
-            connection.close()
-        if handle.aborted:
-            self._state("closed")
-            return
-        if completed:
-            self._state("closed")
-            observer.on_completed()
-            return
-        assert error is not None
-        downstream = getattr(error, "_rxlens_downstream", False)
-        if isinstance(error, RxLensError) and not downstream and error.retry_ms is None:
-            error.retry_ms = self.retry_ms
-        observer.on_error(error)
+            if connection is not None:
+                connection.close()
+        return error
 
     def _pump(
         self, connection: Connection, observer: abc.ObserverBase[Event], handle: SocketHandle
@@ -207,13 +276,16 @@ class SSESource(Observable[Event]):
                 return StreamClosed("disposed")
             self.last_event_id = decoder.last_event_id
         lost = decoder.pending_bytes
+        mid_event = bool(lost) or decoder.in_event  # read before close() clears it
         decoder.close()
-        where = "mid-event" if lost or decoder.in_event else "at an event boundary"
+        where = "mid-event" if mid_event else "at an event boundary"
         log.debug("stream from %s ended %s", safe_url(self.url), where)
-        return StreamClosed(
+        closed = StreamClosed(
             f"the server closed the stream {where}"
             + (f" ({lost} bytes of an unfinished event discarded)" if lost else "")
         )
+        closed.clean = not mid_event
+        return closed
 
 
 def connect(

@@ -18,9 +18,15 @@ It follows the WHATWG HTML standard, "Interpreting an event stream", to the lett
 The decoder works in linear time: it scans each chunk once, joins the parts of a long line once
 when the line ends, and decodes each run of complete lines in one call. Blocks of the common
 shape (``[id: x][event: t]data: y``, one line each) become events without the per-line loop;
-every other block goes through the loop that transcribes the spec. Memory is bounded by
-``max_event_bytes``: an event (or a line) that would grow past it raises :class:`EventTooLarge`
-before it is buffered.
+every other block goes through the loop that transcribes the spec.
+
+Memory is bounded by ``max_event_bytes``, one rule in bytes whatever the chunking: the bytes of
+one event block as received, that is every line since the blank line that ended the previous
+event (field names, comments and unknown fields included, each line end counting one byte), up
+to the blank line that dispatches it. A block that would grow past it raises
+:class:`EventTooLarge` before it is buffered, whether its lines arrive whole or split: any split
+of a stream gives the same events and the same decision. A ``retry:`` of any length is parsed
+without building a large integer: values above :data:`RETRY_MAX_MS` saturate.
 """
 
 from __future__ import annotations
@@ -31,6 +37,20 @@ from rxlens.sse._models import Event
 _BOM = b"\xef\xbb\xbf"
 _new_event = tuple.__new__
 _DEFAULT_MAX_EVENT_BYTES = 16 * 2**20
+#: The largest ``retry:`` the decoder reports (ms, about 31 years): longer values saturate. A
+#: field of a few thousand digits is legal SSE; building the integer would raise (Python's
+#: int-digits limit) or overflow any float computed from it, and every retry policy caps far
+#: below this anyway.
+RETRY_MAX_MS = 10**12
+_RETRY_MAX_DIGITS = len(str(RETRY_MAX_MS))
+
+
+def _retry_ms(digits: str) -> int:
+    """The value of an all-digits ``retry:`` field, saturated at :data:`RETRY_MAX_MS`."""
+    digits = digits.lstrip("0")
+    if len(digits) > _RETRY_MAX_DIGITS:
+        return RETRY_MAX_MS
+    return min(int(digits or "0"), RETRY_MAX_MS)
 
 
 class Decoder:
@@ -45,10 +65,10 @@ class Decoder:
     """
 
     __slots__ = (
+        "_block_size",
         "_bom_state",
         "_closed",
         "_data",
-        "_data_size",
         "_event_type",
         "_id_buffer",
         "_id_in_block",
@@ -72,7 +92,8 @@ class Decoder:
         self._retry: int | None = None
         self._event_type = ""
         self._data: list[str] = []
-        self._data_size = 0
+        # Bytes of the complete lines of the current block (reset by a blank line).
+        self._block_size = 0
         # Bytes of an unfinished line, kept as a list of parts so that a long line costs one
         # join when it ends, not a copy per chunk.
         self._pending: list[bytes] = []
@@ -144,9 +165,20 @@ class Decoder:
             self._pending_size = 0
         else:
             complete = chunk if end == len(chunk) - 1 else chunk[: end + 1]
+        over = self._measure(complete)
+        if over is not None:
+            at, size = over
+            error = EventTooLarge(self._max, size)
+            # The events completed before the oversized block are still delivered.
+            error.events = self._lines(complete[:at]) if at else []
+            raise error
         events = self._lines(complete)
         if end < len(chunk) - 1:
-            self._keep_partial(chunk[end + 1 :])
+            try:
+                self._keep_partial(chunk[end + 1 :])
+            except EventTooLarge as error:
+                error.events = events
+                raise
         return events
 
     def close(self) -> list[Event]:
@@ -155,7 +187,7 @@ class Decoder:
         self._pending.clear()
         self._pending_size = 0
         self._data.clear()
-        self._data_size = 0
+        self._block_size = 0
         self._event_type = ""
         self._id_in_block = False
         return []
@@ -164,10 +196,52 @@ class Decoder:
 
     def _keep_partial(self, part: bytes) -> None:
         size = self._pending_size + len(part)
-        if size + self._data_size > self._max:
-            raise EventTooLarge(self._max, size + self._data_size)
+        if self._block_size + size > self._max:
+            raise EventTooLarge(self._max, self._block_size + size)
         self._pending.append(part)
         self._pending_size = size
+
+    def _measure(self, complete: bytes) -> tuple[int, int] | None:
+        """Count the block bytes of ``complete`` (whole lines, ending with LF).
+
+        Returns ``(offset, size)`` of the first line that takes its block past the limit, or
+        None after updating the size of the block still open. ``complete`` always starts at a
+        line start, so an LF there, or the second LF of any ``LF LF``, is a blank line.
+        """
+        limit = self._max
+        size = self._block_size
+        n = len(complete)
+        if size + n <= limit:
+            # The common case: the whole run fits, so no block in it can be over the limit.
+            blank = complete.rfind(b"\n\n")
+            if blank >= 0:
+                self._block_size = n - blank - 2
+            elif complete[0] == 0x0A:
+                self._block_size = n - 1
+            else:
+                self._block_size = size + n
+            return None
+        pos = 0
+        while pos < n:
+            if complete[pos] == 0x0A:  # a blank line: the block ends
+                size = 0
+                pos += 1
+                continue
+            stop = complete.find(b"\n\n", pos)
+            block_end = n if stop < 0 else stop + 1
+            if size + block_end - pos > limit:
+                # Some line of this block goes over: find it, line by line.
+                line = pos
+                while True:
+                    nl = complete.index(b"\n", line)
+                    size += nl + 1 - line
+                    if size > limit:
+                        return line, size
+                    line = nl + 1
+            size += block_end - pos
+            pos = block_end
+        self._block_size = size
+        return None
 
     def _lines(self, complete: bytes) -> list[Event]:
         # ``complete`` ends with LF. UTF-8 never uses the bytes of CR or LF inside a multi-byte
@@ -179,7 +253,6 @@ class Decoder:
         blocks = text.split("\n\n")
         tail = blocks.pop()
         if blocks:
-            limit = self._max + 5  # a data line "data: " + value, value + 1 <= max
             append = events.append
             general = self._general
             id_buffer = self._id_buffer
@@ -188,15 +261,16 @@ class Decoder:
             for block in blocks:
                 # The fast path: a block of the common shape, ``[id: x\n][event: t\n]data: y``,
                 # in a clean state, makes one event without the per-line loop. Anything else
-                # (several data lines, comments, retry, "data:" without a space, NUL in an id,
-                # an oversized event) takes the general loop, which is the spec.
+                # (several data lines, comments, retry, "data:" without a space, NUL in an id)
+                # takes the general loop, which is the spec. Sizes were checked in bytes before
+                # decoding (``_measure``).
                 if clean:
                     nl = block.rfind("\n")
                     if nl < 0:
-                        if block[:6] == "data: " and len(block) <= limit:
+                        if block[:6] == "data: ":
                             append(_new_event(Event, (block[6:], "message", id_buffer, None)))
                             continue
-                    elif block[nl + 1 : nl + 7] == "data: " and len(block) - nl - 1 <= limit:
+                    elif block[nl + 1 : nl + 7] == "data: ":
                         event_id: str | None = None
                         event_type = "message"
                         for line in block[:nl].split("\n"):
@@ -235,13 +309,11 @@ class Decoder:
         """The spec's per-line rules, for any lines; dispatched events go to ``events``."""
         append = events.append
         data = self._data
-        limit = self._max
         # The per-line loop is the decoder's hot path: state lives in locals and is written
-        # back once, in ``finally`` so that an EventTooLarge leaves the decoder consistent.
+        # back once, in ``finally`` so that the decoder stays consistent whatever happens.
         event_type = self._event_type
         id_buffer = self._id_buffer
         id_in_block = self._id_in_block
-        data_size = self._data_size
         try:
             for line in lines:
                 if not line:
@@ -259,7 +331,6 @@ class Decoder:
                             )
                         )
                         data.clear()
-                        data_size = 0
                     self._last_event_id = id_buffer
                     event_type = ""
                     id_in_block = False
@@ -268,11 +339,6 @@ class Decoder:
                 if colon and value[:1] == " ":
                     value = value[1:]
                 if name == "data":
-                    data_size += len(value) + 1
-                    if data_size > limit:
-                        error = EventTooLarge(limit, data_size)
-                        error.events = events  # dispatched before the oversized event
-                        raise error
                     data.append(value)
                 elif name == "event":
                     event_type = value
@@ -281,10 +347,9 @@ class Decoder:
                         id_buffer = value
                         id_in_block = True
                 elif name == "retry" and value.isascii() and value.isdigit():
-                    self._retry = int(value)
+                    self._retry = _retry_ms(value)
                 # Anything else, comments (empty name) included, is ignored.
         finally:
             self._event_type = event_type
             self._id_buffer = id_buffer
             self._id_in_block = id_in_block
-            self._data_size = data_size

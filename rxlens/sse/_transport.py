@@ -29,8 +29,10 @@ from rxlens.errors import (
     ContentEncodingError,
     ContentTypeError,
     HTTPStatusError,
+    LocalError,
     NotFound,
     ReadTimeout,
+    RxLensError,
     TransportError,
 )
 
@@ -223,7 +225,7 @@ class Connection:
         self,
         session: requests.Session,
         url: str,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str | bytes],
         timeout: tuple[float, float],
         handle: SocketHandle,
     ) -> None:
@@ -233,23 +235,34 @@ class Connection:
         self.timeout = timeout
         self.handle = handle
         self.response: requests.Response | None = None
+        #: Whether the server answered (failures after that may be reported in full).
+        self.opened = False
 
     def open(self) -> requests.Response | None:
         """Send the request; return the checked response, or None for 204 (end of stream)."""
         _current.handle = self.handle
         # The body is read as it arrives and never decoded: ask for it uncompressed (requests
         # would otherwise offer gzip and deflate).
-        headers = {"Accept-Encoding": "identity", **self.headers}
+        headers: dict[str, str | bytes] = {"Accept-Encoding": "identity", **self.headers}
         # requests' exceptions hold the prepared request, Authorization header included: the
         # error is raised outside the ``except`` so that it is not even its __context__
         # (``from None`` only hides the context from tracebacks).
-        failure: TransportError | None = None
+        failure: RxLensError | None = None
         try:
             response = self.session.get(
                 self.url, headers=headers, stream=True, timeout=self.timeout
             )
         except requests.exceptions.ReadTimeout as exc:
             failure = ReadTimeout(f"no response from {safe_url(self.url)}: {self._reason(exc)}")
+        except (requests.exceptions.URLRequired, ValueError) as exc:
+            # requests' InvalidHeader / InvalidURL / MissingSchema / InvalidSchema are
+            # ValueErrors: the request could not be built, so no reconnect can help. The
+            # message is not kept: InvalidHeader quotes the header value, which may be the key.
+            failure = LocalError(
+                f"cannot send the request to {safe_url(self.url)}: {type(exc).__name__} (a "
+                "header value that is not text or holds CR/LF, or a URL requests cannot use); "
+                "not retried"
+            )
         except requests.exceptions.RequestException as exc:
             if _certificate_failure(exc):
                 # A certificate the client does not trust stays untrusted: do not retry.
@@ -269,6 +282,7 @@ class Connection:
         if failure is not None:
             raise failure
         self.response = response
+        self.opened = True
         # A pooled connection skips connect(): take the socket from the response as well.
         self.handle.attach(_response_socket(response))
         if response.status_code == 204:
