@@ -440,7 +440,6 @@ class LensClient:
         ``until_end``: the source completes once the session ended and its mailbox is drained.
         A batch possibly lost in a drop is reported (``on_lost="warn"``) or replayed
         (``on_lost="replay"``), see :class:`rxlens.mailbox.MailboxSource`."""
-        from rxlens.operators._resume import resume
 
         source = self.connect(
             session_id,

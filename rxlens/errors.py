@@ -13,7 +13,7 @@ request (and so its headers) in its ``__cause__`` or ``__context__``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from rxlens._text import truncate
 
@@ -23,6 +23,24 @@ BODY_LIMIT = 2048
 
 def _body(text: str | None, limit: int = BODY_LIMIT) -> str | None:
     return None if text is None else truncate(text, limit)
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def mark_downstream(error: _E) -> _E:
+    """Mark an exception raised by a subscriber's own code (not by rxlens, not by the network),
+    so that nothing retries it and it reaches the subscriber unchanged. Returns ``error``."""
+    try:
+        error._rxlens_downstream = True  # type: ignore[attr-defined]
+    except AttributeError:
+        pass  # an exception type with __slots__: the retry predicate's type check still holds
+    return error
+
+
+def is_downstream(error: BaseException) -> bool:
+    """Whether ``error`` was raised by a subscriber's own code (see :func:`mark_downstream`)."""
+    return bool(getattr(error, "_rxlens_downstream", False))
 
 
 class RxLensError(Exception):

@@ -33,10 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from rxlens.errors import is_downstream
+
 
 def is_retryable(error: BaseException) -> bool:
     """The default predicate: rxlens errors that say they are retryable (see rxlens.errors)."""
-    if getattr(error, "_rxlens_downstream", False):
+    if is_downstream(error):
         return False  # raised by the subscriber's own code, not by the network
     return bool(getattr(error, "retryable", False))
 

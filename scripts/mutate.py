@@ -46,7 +46,7 @@ FORK = hasattr(os, "fork")
 TARGETS: dict[str, tuple[str, list[str]]] = {
     "decoder": ("rxlens/sse/_decoder.py", ["tests/test_decoder.py"]),
     "retry": ("rxlens/retry.py", ["tests/test_retry.py"]),
-    "resume": ("rxlens/operators/_resume.py", ["tests/test_retry.py"]),
+    "resume": ("rxlens/sse/_resume.py", ["tests/test_resume.py", "tests/test_retry.py"]),
     "heartbeat_timeout": (
         "rxlens/operators/_heartbeat_timeout.py",
         ["tests/test_op_heartbeat_timeout.py"],

@@ -321,7 +321,7 @@ def test_a_cycle_is_found_however_it_is_made() -> None:
 @pytest.mark.parametrize(
     ("importer", "target", "reported"),
     [
-        ("rxlens.sse._connect", "rxlens.operators._resume", True),
+        ("rxlens.sse._connect", "rxlens.operators._typed", True),
         ("rxlens.notebook", "rxlens.cli._common", False),  # same layer
         ("rxlens.events", "rxlens.client", True),
         ("rxlens.emulator._server", "rxlens.client", True),

@@ -24,9 +24,9 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from reactivex.testing.recorded import Recorded
 
 from rxlens.errors import EventIdTooLong, TransportError
-from rxlens.operators._resume import MAX_ID_LENGTH, resume
 from rxlens.retry import RetryPolicy
 from rxlens.sse import ConnectionState
+from rxlens.sse._resume import MAX_ID_LENGTH, resume
 
 on_next = ReactiveTest.on_next
 on_error = ReactiveTest.on_error

@@ -20,7 +20,7 @@ from rxlens.errors import (
     StreamClosed,
     TransportError,
 )
-from rxlens.operators._resume import resume
+from rxlens.operators import resume
 from rxlens.retry import RetryPolicy, RetryState, is_retryable
 from rxlens.sse import ConnectionState
 from rxlens.sse._connect import mark_downstream

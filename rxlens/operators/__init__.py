@@ -37,12 +37,12 @@ from rxlens.operators._mean_scores import mean_scores
 from rxlens.operators._merge_sessions import merge_sessions
 from rxlens.operators._only_results import only_results
 from rxlens.operators._rate import rate
-from rxlens.operators._resume import resume
 from rxlens.operators._rising_edge import rising_edge
 from rxlens.operators._to_jsonl import to_jsonl
 from rxlens.operators._typed import typed
 from rxlens.operators._until_end import until_end
 from rxlens.operators._window_results import window_results
+from rxlens.sse import resume
 
 __all__ = [
     "Change",

@@ -2,7 +2,8 @@
 
 - :class:`Decoder` turns bytes into :class:`Event` values, with no I/O;
 - :func:`connect` is one HTTP connection per subscription, as a cold Observable;
-- :func:`stream` is ``connect`` plus :func:`rxlens.operators.resume`: it reconnects with
+- :func:`resume` reconnects after retryable errors and drops what a resume replays (also in
+  :mod:`rxlens.operators`); :func:`stream` is ``connect`` plus ``resume``: it reconnects with
   ``Last-Event-ID`` after any drop and never delivers an event twice;
 - :func:`from_sseclient` wraps an sseclient-py client.
 """
@@ -18,6 +19,7 @@ from rxlens.retry import RetryPolicy
 from rxlens.sse._connect import SSESource, connect
 from rxlens.sse._decoder import Decoder
 from rxlens.sse._models import Event
+from rxlens.sse._resume import resume
 from rxlens.sse._sseclient import from_sseclient
 from rxlens.sse._state import ConnectionState, StateCallback
 
@@ -28,6 +30,7 @@ __all__ = [
     "SSESource",
     "StateCallback",
     "connect",
+    "resume",
     "from_sseclient",
     "stream",
 ]
@@ -54,8 +57,6 @@ def stream(
     ...                            headers={"Authorization": "Bearer KEY"})
     """
     import reactivex
-
-    from rxlens.operators._resume import resume
 
     def one_subscription(_scheduler: abc.SchedulerBase | None = None) -> Observable[Event]:
         # A source per subscription: its cursor (Last-Event-ID) is never shared.

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 import urllib3
@@ -21,6 +21,8 @@ from rxlens.errors import (
     StreamClosed,
     TransportError,
     UnsendableEventId,
+    is_downstream,
+    mark_downstream,
 )
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
 from rxlens.sse._models import Event
@@ -34,7 +36,6 @@ from rxlens.sse._transport import (
 )
 
 log = logging.getLogger("rxlens.sse")
-_E = TypeVar("_E", bound=BaseException)
 
 
 #: What a failure of the network looks like below requests: anything else raised while a
@@ -71,15 +72,6 @@ def _unexpected(exc: Exception, after_open: bool) -> RxLensError:
         )
     error = LocalError(f"the SSE reader failed: {type(exc).__name__}: {exc}; not retried")
     error.__cause__ = exc
-    return error
-
-
-def mark_downstream(error: _E) -> _E:
-    """Mark an exception raised by a subscriber's own code, so nothing retries it."""
-    try:
-        error._rxlens_downstream = True  # type: ignore[attr-defined]
-    except AttributeError:
-        pass  # an exception type with __slots__: the retry predicate's type check still holds
     return error
 
 
@@ -206,7 +198,7 @@ class SSESource(Observable[Event]):
                 self._state("closed")
                 observer.on_completed()
                 return
-            downstream = getattr(error, "_rxlens_downstream", False)
+            downstream = is_downstream(error)
             if isinstance(error, RxLensError) and not downstream and error.retry_ms is None:
                 error.retry_ms = self.retry_ms
             observer.on_error(error)

@@ -9,8 +9,7 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from rxlens.errors import StreamClosed, TransportError
-from rxlens.sse._connect import mark_downstream
+from rxlens.errors import StreamClosed, TransportError, mark_downstream
 from rxlens.sse._models import Event
 
 log = logging.getLogger("rxlens.sse")

@@ -19,9 +19,14 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
 from reactivex.scheduler import TimeoutScheduler
 
-from rxlens.errors import EventIdTooLong, LocalError, RetriesExhausted
+from rxlens.errors import (
+    EventIdTooLong,
+    LocalError,
+    RetriesExhausted,
+    is_downstream,
+    mark_downstream,
+)
 from rxlens.retry import RetryPolicy, RetryState
-from rxlens.sse._connect import mark_downstream
 from rxlens.sse._state import ConnectionState, StateCallback, StateKind, report
 from rxlens.sse._transport import safe_url
 
@@ -318,7 +323,7 @@ def resume(
                     with lock:
                         if generation != state.generation or state.done:
                             return
-                        if getattr(error, "_rxlens_downstream", False):
+                        if is_downstream(error):
                             state.done = True
                             observer.on_error(error)
                             return
