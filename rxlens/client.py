@@ -27,7 +27,6 @@ from rxlens.errors import (
     RxLensError,
 )
 from rxlens.events import LensEvent, OnMalformed
-from rxlens.operators import heartbeat_timeout as hb_timeout
 from rxlens.operators import resume, until_end
 from rxlens.retry import RetryPolicy
 from rxlens.sse._connect import SSESource
@@ -76,7 +75,19 @@ class TypedSource(Observable[LensEvent]):
         super().__init__()
         self.sse = source
         self.unidentified_data = False
+        self._on_malformed = on_malformed
         self._typed = source.pipe(_typed(on_malformed, self._note_unidentified))
+
+    def _heartbeat(
+        self, seconds: float, scheduler: abc.SchedulerBase | None
+    ) -> Observable[LensEvent]:
+        """``self.pipe(heartbeat_timeout(seconds, scheduler))``, fused into one observer."""
+        from rxlens.operators._heartbeat_timeout import _typed_heartbeat_timeout
+
+        fused = _typed_heartbeat_timeout(
+            seconds, scheduler, self._on_malformed, self._note_unidentified
+        )
+        return self.sse.pipe(fused)
 
     def _note_unidentified(self, event: LensEvent) -> None:
         if not self.unidentified_data and not event.type.startswith("sse.stream."):
@@ -306,7 +317,7 @@ class LensClient:
             )
             live: Observable[LensEvent] = source
             if heartbeat_timeout is not None:
-                live = live.pipe(hb_timeout(heartbeat_timeout, scheduler=scheduler))
+                live = source._heartbeat(heartbeat_timeout, scheduler)
             notes = _LossNotes(session_id, source, on_state)
             once = live.pipe(
                 resume(policy, cursor=source, on_state=notes, scheduler=scheduler),

@@ -53,20 +53,18 @@ def _typed(
         def subscribe(
             observer: abc.ObserverBase[LensEvent], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            clock = _clock(scheduler)
+            step = _step(on_malformed, unidentified, scheduler)
             subscription = SingleAssignmentDisposable()
 
             def on_next(frame: Event) -> None:
                 try:
-                    event = parse_event(frame, received_at=clock(), on_malformed=on_malformed)
+                    event = step(frame)
                 except MalformedEventError as error:
                     # The subscriber's auto-detaching observer ignores anything after this.
                     observer.on_error(error)
                     subscription.dispose()
                     return
                 if event is not None:
-                    if unidentified is not None and event.id is None:
-                        unidentified(event)
                     observer.on_next(event)
 
             subscription.disposable = source.subscribe(
@@ -77,6 +75,25 @@ def _typed(
         return Observable(subscribe)
 
     return operator
+
+
+def _step(
+    on_malformed: OnMalformed,
+    unidentified: Callable[[LensEvent], None] | None,
+    scheduler: abc.SchedulerBase | None,
+) -> Callable[[Event], LensEvent | None]:
+    """One frame to its event (``None`` when skipped), as ``typed`` does it for a subscription
+    on ``scheduler``; raises :class:`MalformedEventError` under ``"raise"``. Shared with the
+    fused preset (:func:`rxlens.operators._heartbeat_timeout._typed_heartbeat_timeout`)."""
+    clock = _clock(scheduler)
+
+    def step(frame: Event) -> LensEvent | None:
+        event = parse_event(frame, received_at=clock(), on_malformed=on_malformed)
+        if event is not None and unidentified is not None and event.id is None:
+            unidentified(event)
+        return event
+
+    return step
 
 
 def _clock(scheduler: abc.SchedulerBase | None) -> Callable[[], float]:
