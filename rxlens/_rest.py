@@ -23,7 +23,7 @@ import requests
 
 from rxlens._text import mask_secrets, secrets_of, truncate
 from rxlens.errors import BODY_LIMIT, LensAPIError, NotFound, TransportError
-from rxlens.sse._transport import DEFAULT_TIMEOUT
+from rxlens.sse import DEFAULT_TIMEOUT
 
 __all__ = [
     "ClientLike",

@@ -27,14 +27,19 @@ from rxlens.errors import (
     RxLensError,
 )
 from rxlens.events import LensEvent, OnMalformed
-from rxlens.operators import heartbeat_timeout as hb_timeout
 from rxlens.operators import merge_sessions as _merge_sessions
-from rxlens.operators import resume, until_end
+from rxlens.operators import resume, typed, typed_heartbeat_timeout, until_end
 from rxlens.retry import RetryPolicy
-from rxlens.sse._connect import SSESource
-from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES
-from rxlens.sse._state import ConnectionState, StateCallback, report
-from rxlens.sse._transport import DEFAULT_TIMEOUT, new_session, safe_url
+from rxlens.sse import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_TIMEOUT,
+    ConnectionState,
+    SSESource,
+    StateCallback,
+    new_session,
+    safe_url,
+)
+from rxlens.sse import report_state as report
 
 if TYPE_CHECKING:
     from rxlens._rest import Lenses, Sessions
@@ -80,12 +85,23 @@ class TypedSource(Observable[LensEvent]):
     def __init__(
         self, source: SSESource | MailboxSource, on_malformed: OnMalformed = "emit"
     ) -> None:
-        from rxlens.operators._typed import _typed
-
         super().__init__()
         self.sse = source
         self.unidentified_data = False
-        self._typed = source.pipe(_typed(on_malformed, self._note_unidentified))
+        self._on_malformed = on_malformed
+        self._typed = source.pipe(typed(on_malformed, on_unidentified=self._note_unidentified))
+
+    def _heartbeat(
+        self, seconds: float, scheduler: abc.SchedulerBase | None
+    ) -> Observable[LensEvent]:
+        """``self.pipe(heartbeat_timeout(seconds, scheduler))``, fused into one observer."""
+        fused = typed_heartbeat_timeout(
+            seconds,
+            on_malformed=self._on_malformed,
+            on_unidentified=self._note_unidentified,
+            scheduler=scheduler,
+        )
+        return self.sse.pipe(fused)
 
     def _note_unidentified(self, event: LensEvent) -> None:
         if not self.unidentified_data and not event.type.startswith("sse.stream."):
@@ -131,7 +147,7 @@ class LensClient:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         verify: bool = True,
         session: requests.Session | None = None,
-        max_event_bytes: int = _DEFAULT_MAX_EVENT_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.__key = api_key if api_key is not None else os.environ.get(ENV_API_KEY) or None
         chosen = base_url or os.environ.get(ENV_ENDPOINT) or DEFAULT_BASE_URL
@@ -369,7 +385,7 @@ class LensClient:
             )
             live: Observable[LensEvent] = source
             if heartbeat_timeout is not None:
-                live = live.pipe(hb_timeout(heartbeat_timeout, scheduler=scheduler))
+                live = source._heartbeat(heartbeat_timeout, scheduler)
             notes = _LossNotes(session_id, source, on_state)
             once = live.pipe(
                 resume(policy, cursor=source, on_state=notes, scheduler=scheduler),

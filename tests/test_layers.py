@@ -279,6 +279,7 @@ SEAMS = {
     ("test_emulator_cli.py", "rxlens.cli._serve"): "runs `rxlens serve` in-process",
     ("test_hostile_input.py", "rxlens._rest"): "lowers the REST answer cap to test it cheaply",
     ("test_cli_usability.py", "rxlens.sse._transport"): "the transport's reason text, as built",
+    ("test_connect.py", "rxlens.sse._decoder"): "the saturation bound of a huge retry: field",
 }
 
 #: A test file named ``test_<prefix>...`` may use the private modules of that package.

@@ -19,11 +19,11 @@ from rxlens.errors import (
     RetriesExhausted,
     StreamClosed,
     TransportError,
+    mark_downstream,
 )
 from rxlens.operators import resume
 from rxlens.retry import RetryPolicy, RetryState, is_retryable
 from rxlens.sse import ConnectionState
-from rxlens.sse._connect import mark_downstream
 
 on_next = ReactiveTest.on_next
 on_error = ReactiveTest.on_error

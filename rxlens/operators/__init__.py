@@ -30,7 +30,7 @@ from rxlens.events import SessionFailed
 from rxlens.operators._by_session import by_session
 from rxlens.operators._changes import Change, changes
 from rxlens.operators._event_time import Window, Windowed, sensor_time
-from rxlens.operators._heartbeat_timeout import heartbeat_timeout
+from rxlens.operators._heartbeat_timeout import heartbeat_timeout, typed_heartbeat_timeout
 from rxlens.operators._label_counts import label_counts
 from rxlens.operators._majority_vote import majority_vote
 from rxlens.operators._mean_scores import mean_scores
@@ -64,6 +64,7 @@ __all__ = [
     "sensor_time",
     "to_jsonl",
     "typed",
+    "typed_heartbeat_timeout",
     "until_end",
     "window_results",
 ]

@@ -12,7 +12,10 @@ from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAs
 from reactivex.scheduler import VirtualTimeScheduler
 
 from rxlens._timers import SharedTimers, off_timer_thread, shared_timers
-from rxlens.errors import HeartbeatTimeout
+from rxlens.errors import HeartbeatTimeout, MalformedEventError
+from rxlens.events import LensEvent, OnMalformed
+from rxlens.operators._typed import _step
+from rxlens.sse import Event
 
 _T = TypeVar("_T")
 
@@ -50,13 +53,67 @@ def heartbeat_timeout(
     Raises:
         ValueError: ``seconds`` is not positive.
     """
+    return _heartbeat_timeout(seconds, scheduler, None)
+
+
+def typed_heartbeat_timeout(
+    seconds: float,
+    *,
+    on_malformed: OnMalformed = "emit",
+    on_unidentified: Callable[[LensEvent], None] | None = None,
+    scheduler: abc.SchedulerBase | None = None,
+) -> Callable[[Observable[Event]], Observable[LensEvent]]:
+    """``typed(on_malformed, on_unidentified=...)`` then ``heartbeat_timeout(seconds)``, fused.
+
+    The same items, errors and times as the two operators composed (a property test holds
+    them equal), at the cost of one observer and one lock per frame instead of two of each:
+    the hot path of :meth:`rxlens.LensClient.events`.
+
+    Raises:
+        ValueError: ``seconds`` is not positive, or ``on_malformed`` is not a policy.
+    """
+    if on_malformed not in ("emit", "raise", "skip"):
+        raise ValueError(f"on_malformed must be 'emit', 'raise' or 'skip', not {on_malformed!r}")
+    return _typed_heartbeat_timeout(seconds, scheduler, on_malformed, on_unidentified)
+
+
+def _typed_heartbeat_timeout(
+    seconds: float,
+    scheduler: abc.SchedulerBase | None,
+    on_malformed: OnMalformed,
+    unidentified: Callable[[LensEvent], None] | None = None,
+) -> Callable[[Observable[Event]], Observable[LensEvent]]:
+    """``_typed(on_malformed, unidentified)`` then ``heartbeat_timeout(seconds, scheduler)``,
+    as one observer: the frame is decoded under the heartbeat's lock, so each frame costs one
+    observer and one lock instead of two of each. What gets through and when is the composed
+    pair's (a property test holds them equal): a frame skipped as malformed re-arms nothing,
+    and ``"raise"`` fails the stream, disposing the timer and then the source.
+    """
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
 
-    def operator(source: Observable[_T]) -> Observable[_T]:
+    def steps(sub_scheduler: abc.SchedulerBase | None) -> Callable[[Any], Any]:
+        return _step(on_malformed, unidentified, sub_scheduler)
+
+    return _heartbeat_timeout(seconds, scheduler, steps)
+
+
+def _heartbeat_timeout(
+    seconds: float,
+    scheduler: abc.SchedulerBase | None,
+    steps: Callable[[abc.SchedulerBase | None], Callable[[Any], Any]] | None,
+) -> Callable[[Observable[Any]], Observable[Any]]:
+    """``heartbeat_timeout``; with ``steps``, each item first goes through the function that
+    ``steps(subscription's scheduler)`` gives (``None`` drops the item without re-arming,
+    :class:`MalformedEventError` fails the stream)."""
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+
+    def operator(source: Observable[Any]) -> Observable[Any]:
         def subscribe(
-            observer: abc.ObserverBase[_T], sub_scheduler: abc.SchedulerBase | None = None
+            observer: abc.ObserverBase[Any], sub_scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
+            step = steps(sub_scheduler) if steps is not None else None
             sched = scheduler or sub_scheduler or shared_timers()
             # Virtual-time schedulers are their own clock; a real scheduler's clock is the wall
             # clock, read here as time.monotonic, which is much cheaper per item.
@@ -110,11 +167,22 @@ def heartbeat_timeout(
                     observer.on_error(HeartbeatTimeout(seconds, _seconds(sched) - (now - last)))
                 subscription.dispose()
 
-            def on_next(item: _T) -> None:
-                nonlocal last
+            def on_next(item: Any) -> None:
+                nonlocal last, stopped
                 with lock:
                     if stopped:
                         return
+                    if step is not None:
+                        try:
+                            item = step(item)
+                        except MalformedEventError as error:
+                            stopped = True
+                            timer.dispose()
+                            observer.on_error(error)
+                            subscription.dispose()
+                            return
+                        if item is None:
+                            return
                     # The silence is measured from the item's arrival, not from when a slow
                     # subscriber finished with it.
                     last = clock()

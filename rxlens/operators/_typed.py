@@ -15,6 +15,8 @@ from rxlens.sse import Event
 
 def typed(
     on_malformed: OnMalformed = "emit",
+    *,
+    on_unidentified: Callable[[LensEvent], None] | None = None,
 ) -> Callable[[Observable[Event]], Observable[LensEvent]]:
     """Decode each :class:`rxlens.sse.Event` into its :class:`~rxlens.events.LensEvent`.
 
@@ -26,6 +28,9 @@ def typed(
     - ``"raise"``: the stream fails with :class:`~rxlens.errors.MalformedEventError` and the
       source is disposed;
     - ``"skip"``: the frame is dropped with a warning on the ``rxlens.events`` logger.
+
+    ``on_unidentified`` is called with every event whose frame carried no ``id:`` (how the
+    client learns that a server sends no ids).
 
     Marble diagrams (``j`` a valid frame, ``x`` a bad one; ``J``/``M`` their events)::
 
@@ -41,7 +46,7 @@ def typed(
     if on_malformed not in ("emit", "raise", "skip"):
         raise ValueError(f"on_malformed must be 'emit', 'raise' or 'skip', not {on_malformed!r}")
 
-    return _typed(on_malformed)
+    return _typed(on_malformed, on_unidentified)
 
 
 def _typed(
@@ -53,20 +58,18 @@ def _typed(
         def subscribe(
             observer: abc.ObserverBase[LensEvent], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            clock = _clock(scheduler)
+            step = _step(on_malformed, unidentified, scheduler)
             subscription = SingleAssignmentDisposable()
 
             def on_next(frame: Event) -> None:
                 try:
-                    event = parse_event(frame, received_at=clock(), on_malformed=on_malformed)
+                    event = step(frame)
                 except MalformedEventError as error:
                     # The subscriber's auto-detaching observer ignores anything after this.
                     observer.on_error(error)
                     subscription.dispose()
                     return
                 if event is not None:
-                    if unidentified is not None and event.id is None:
-                        unidentified(event)
                     observer.on_next(event)
 
             subscription.disposable = source.subscribe(
@@ -77,6 +80,25 @@ def _typed(
         return Observable(subscribe)
 
     return operator
+
+
+def _step(
+    on_malformed: OnMalformed,
+    unidentified: Callable[[LensEvent], None] | None,
+    scheduler: abc.SchedulerBase | None,
+) -> Callable[[Event], LensEvent | None]:
+    """One frame to its event (``None`` when skipped), as ``typed`` does it for a subscription
+    on ``scheduler``; raises :class:`MalformedEventError` under ``"raise"``. Shared with the
+    fused preset (:func:`rxlens.operators._heartbeat_timeout._typed_heartbeat_timeout`)."""
+    clock = _clock(scheduler)
+
+    def step(frame: Event) -> LensEvent | None:
+        event = parse_event(frame, received_at=clock(), on_malformed=on_malformed)
+        if event is not None and unidentified is not None and event.id is None:
+            unidentified(event)
+        return event
+
+    return step
 
 
 def _clock(scheduler: abc.SchedulerBase | None) -> Callable[[], float]:

@@ -17,13 +17,18 @@ from reactivex import Observable, abc
 
 from rxlens.retry import RetryPolicy
 from rxlens.sse._connect import SSESource, connect
+from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES as DEFAULT_MAX_EVENT_BYTES
 from rxlens.sse._decoder import Decoder
 from rxlens.sse._models import Event
 from rxlens.sse._resume import resume
 from rxlens.sse._sseclient import from_sseclient
 from rxlens.sse._state import ConnectionState, StateCallback
+from rxlens.sse._state import report as report_state
+from rxlens.sse._transport import DEFAULT_TIMEOUT, new_session, safe_url
 
 __all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "DEFAULT_TIMEOUT",
     "ConnectionState",
     "Decoder",
     "Event",
@@ -31,7 +36,10 @@ __all__ = [
     "StateCallback",
     "connect",
     "resume",
+    "safe_url",
     "from_sseclient",
+    "new_session",
+    "report_state",
     "stream",
 ]
 
