@@ -9,7 +9,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import requests
 from reactivex import Observable, abc
@@ -34,6 +34,7 @@ from rxlens.sse._transport import DEFAULT_TIMEOUT, new_session, safe_url
 
 if TYPE_CHECKING:
     from rxlens._rest import Lenses, Sessions
+    from rxlens.sse._aio import AsyncSSESource, IOLoop
 
 log = logging.getLogger("rxlens.client")
 
@@ -67,7 +68,9 @@ class TypedSource(Observable[LensEvent]):
     control frames, which servers may leave without ids) arrived without an ``id:``.
     """
 
-    def __init__(self, source: SSESource, on_malformed: OnMalformed = "emit") -> None:
+    def __init__(
+        self, source: SSESource | AsyncSSESource, on_malformed: OnMalformed = "emit"
+    ) -> None:
         from rxlens.operators._typed import _typed
 
         super().__init__()
@@ -107,6 +110,12 @@ class LensClient:
     ``timeout`` is ``(connect, read)`` seconds for every request; ``verify=False`` turns TLS
     certificate checks off (with a warning).
 
+    ``io`` chooses how streams are read: ``"threads"`` (the default) reads each connection on
+    its own thread; ``"asyncio"`` reads every connection of the client on one shared asyncio
+    I/O thread (needs ``rxlens[asyncio]``), for thousands of sessions in one process. With
+    ``"asyncio"`` the subscribers' callbacks run on that thread: see
+    :func:`rxlens.operators.hand_off` for a subscriber that may block.
+
     >>> client = LensClient(api_key="...", base_url="http://127.0.0.1:8765/api")
     >>> client.events("lsn-...").pipe(only_results())            # doctest: +SKIP
     """
@@ -120,7 +129,12 @@ class LensClient:
         verify: bool = True,
         session: requests.Session | None = None,
         max_event_bytes: int = _DEFAULT_MAX_EVENT_BYTES,
+        io: Literal["threads", "asyncio"] = "threads",
     ) -> None:
+        if io not in ("threads", "asyncio"):
+            raise ConfigurationError(f'io must be "threads" or "asyncio", got {io!r}')
+        self.io = io
+        self._io_loop: IOLoop | None = None
         self.__key = api_key if api_key is not None else os.environ.get(ENV_API_KEY) or None
         chosen = base_url or os.environ.get(ENV_ENDPOINT) or DEFAULT_BASE_URL
         self.base_url = chosen.rstrip("/")
@@ -166,8 +180,14 @@ class LensClient:
         return self.url(f"lens/sessions/consumer/{session_id}")
 
     def close(self) -> None:
-        """Close the HTTP session (open subscriptions end when disposed)."""
+        """Close the HTTP session (open subscriptions end when disposed).
+
+        With ``io="asyncio"`` this also stops the I/O thread: its open connections end there
+        (closed, with no further signal to their subscribers).
+        """
         self.http.close()
+        if self._io_loop is not None:
+            self._io_loop.close()
 
     def __enter__(self) -> LensClient:
         return self
@@ -229,16 +249,25 @@ class LensClient:
                 only_results(),
             )
         """
-        source = SSESource(
+        source = self._source(
             self.consumer_url(session_id),
             headers=self.auth_headers(),
             last_event_id=last_event_id,
-            session=self.http,
             timeout=self.timeout,
             max_event_bytes=self.max_event_bytes,
             on_state=on_state,
         )
         return TypedSource(source, on_malformed)
+
+    def _source(self, url: str, **options: Any) -> SSESource | AsyncSSESource:
+        """The SSE source for ``url``, read as ``io`` says."""
+        if self.io == "threads":
+            return SSESource(url, session=self.http, **options)
+        from rxlens.sse._aio import AsyncSSESource, IOLoop
+
+        if self._io_loop is None:
+            self._io_loop = IOLoop(verify=self.http.verify is not False)
+        return AsyncSSESource(url, io_loop=self._io_loop, **options)
 
     def events(
         self,

@@ -25,6 +25,7 @@ from rxlens import analytics
 from rxlens._deprecation import module_getattr
 from rxlens.operators._by_session import by_session
 from rxlens.operators._changes import changes
+from rxlens.operators._hand_off import hand_off
 from rxlens.operators._heartbeat_timeout import heartbeat_timeout
 from rxlens.operators._label_counts import label_counts
 from rxlens.operators._majority_vote import majority_vote
@@ -43,6 +44,7 @@ __all__ = [
     "SessionFailed",
     "by_session",
     "changes",
+    "hand_off",
     "heartbeat_timeout",
     "label_counts",
     "majority_vote",

@@ -4,6 +4,7 @@
 - :func:`connect` is one HTTP connection per subscription, as a cold Observable;
 - :func:`stream` is ``connect`` plus :func:`rxlens.operators.resume`: it reconnects with
   ``Last-Event-ID`` after any drop and never delivers an event twice;
+- :class:`AsyncSSESource` is ``connect`` on one shared asyncio I/O thread (``rxlens[asyncio]``);
 - :func:`from_sseclient` wraps an sseclient-py client.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from reactivex import Observable, abc
 
 from rxlens.retry import RetryPolicy
+from rxlens.sse._aio import AsyncSSESource, IOLoop
 from rxlens.sse._connect import SSESource, connect
 from rxlens.sse._decoder import Decoder
 from rxlens.sse._models import Event
@@ -22,9 +24,11 @@ from rxlens.sse._sseclient import from_sseclient
 from rxlens.sse._state import ConnectionState, StateCallback
 
 __all__ = [
+    "AsyncSSESource",
     "ConnectionState",
     "Decoder",
     "Event",
+    "IOLoop",
     "SSESource",
     "StateCallback",
     "connect",
