@@ -6,6 +6,7 @@ Connection and Lens events:
 - :func:`heartbeat_timeout`: fail a connection silent for too long (put it before ``resume``).
 - :func:`typed`: decode SSE events into typed Lens events.
 - :func:`until_end`: complete on ``sse.stream.end``.
+- :func:`hand_off`: deliver on a thread of its own, through a bounded queue.
 - :func:`only_results`: keep ``inference.result`` events.
 
 Analytics:
