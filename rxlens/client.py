@@ -34,7 +34,7 @@ from rxlens.sse._transport import DEFAULT_TIMEOUT, new_session, safe_url
 
 if TYPE_CHECKING:
     from rxlens._rest import Lenses, Sessions
-    from rxlens.sse._aio import AsyncSSESource, IOLoop
+    from rxlens.sse import AsyncSSESource, IOLoop
 
 log = logging.getLogger("rxlens.client")
 
@@ -263,7 +263,7 @@ class LensClient:
         """The SSE source for ``url``, read as ``io`` says."""
         if self.io == "threads":
             return SSESource(url, session=self.http, **options)
-        from rxlens.sse._aio import AsyncSSESource, IOLoop
+        from rxlens.sse import AsyncSSESource, IOLoop
 
         if self._io_loop is None:
             self._io_loop = IOLoop(verify=self.http.verify is not False)
