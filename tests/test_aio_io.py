@@ -392,3 +392,13 @@ def test_stream_closed_by_the_server_is_retryable(emu: LensEmulator) -> None:
     sink.wait()
     assert isinstance(sink.error, StreamClosed) and sink.error.retryable
     assert "sse.stream.end" in sink.items[-1].data
+
+
+def test_last_event_id_goes_out_as_utf8(emu: LensEmulator) -> None:
+    sid = emu.create_session()
+    source = AsyncSSESource(emu.consumer_url(sid), headers=emu.headers, last_event_id="é日")
+    _, disposable = subscribe(source)
+    emu.wait_readers(sid, 1)
+    disposable.dispose()
+    # The emulator (http.server) reads header bytes as latin-1.
+    assert emu.session_stats(sid).last_event_id == "é日".encode().decode("latin-1")
