@@ -306,6 +306,7 @@ class LensClient:
         the lens writes to the ``session.read`` mailbox instead of SSE (a warning if the
         metadata cannot be read).
         """
+        from rxlens._timers import shared_timers
         from rxlens.operators._heartbeat_timeout import heartbeat_timeout as hb_timeout
         from rxlens.operators._resume import resume
         from rxlens.operators._until_end import until_end
@@ -356,7 +357,9 @@ class LensClient:
         live: Observable[LensEvent] = source
         if heartbeat_timeout is not None:
             live = live.pipe(hb_timeout(heartbeat_timeout, scheduler=scheduler))
-        resumed = live.pipe(resume(policy, on_state=state_hook, scheduler=scheduler))
+        # io="asyncio": back-offs on the shared timer thread, not a timer thread each.
+        backoff = scheduler if scheduler is not None or self.io == "threads" else shared_timers()
+        resumed = live.pipe(resume(policy, on_state=state_hook, scheduler=backoff))
         if not follow:
             return resumed.pipe(until_end())
         return _follow(resumed.pipe(until_end()), lambda: self._session_running(session_id))
