@@ -402,3 +402,28 @@ def test_last_event_id_goes_out_as_utf8(emu: LensEmulator) -> None:
     disposable.dispose()
     # The emulator (http.server) reads header bytes as latin-1.
     assert emu.session_stats(sid).last_event_id == "é日".encode().decode("latin-1")
+
+
+def test_back_offs_run_on_the_shared_timer_thread_not_a_thread_each(
+    emu: LensEmulator, client: LensClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the fan-in ladder: reconnects of 10,000 sessions held 1,838 threads, one
+    # TimeoutScheduler timer thread per pending back-off.
+    where: list[str] = []
+    subscribe_core = AsyncSSESource._subscribe_core
+
+    def recording(self: AsyncSSESource, observer: Any, scheduler: Any = None) -> Any:
+        where.append(threading.current_thread().name)
+        return subscribe_core(self, observer, scheduler)
+
+    monkeypatch.setattr(AsyncSSESource, "_subscribe_core", recording)
+    sid = emu.create_session(faults=Faults(drop_after=1, drops=3))
+    policy = RetryPolicy(base=0.01, cap=0.01, jitter=0.0, max_attempts=20)
+    sink, disposable = subscribe(client.events(sid, policy=policy).pipe(only_results()))
+    emu.wait_readers(sid, 1)
+    emu.push_many(sid, [payload(i) for i in range(6)])
+    sink.wait_for(lambda items: len(items) >= 6)
+    disposable.dispose()
+    assert [r.text for r in sink.items] == [f"r{i}" for i in range(6)]
+    assert len(where) >= 4
+    assert set(where[1:]) == {"rxlens-timers"}, where
