@@ -176,12 +176,13 @@ def test_a_subscriber_exception_is_passed_on_and_not_retried(
         errors.append(error)
         done.set()
 
-    client.events(sid, policy=FAST).subscribe(on_next, on_error)
+    subscription = client.events(sid, policy=FAST).subscribe(on_next, on_error)
     emu.wait_readers(sid, 1)
     emu.push(sid, payload(1))
     assert done.wait(10)
     assert errors == [boom]
     assert emu.session_stats(sid).connections == 1
+    subscription.dispose()
 
 
 def test_an_id_that_cannot_be_sent_is_a_typed_error_at_once(emu: LensEmulator) -> None:
@@ -262,9 +263,11 @@ def test_a_blocked_subscriber_behind_hand_off_does_not_stall_another_session(
         release.wait(30)  # held until the other session has everything
         slow.append(str(event.text))
 
-    slow_done = threading.Event()
-    client.events(slow_sid, policy=FAST).pipe(only_results(), hand_off(max_queue=100)).subscribe(
-        blocked, on_completed=slow_done.set
+    slow_failed: list[Exception] = []
+    slow_sub = (
+        client.events(slow_sid, policy=FAST)
+        .pipe(only_results(), hand_off(max_queue=100))
+        .subscribe(blocked, slow_failed.append)
     )
     fast, fast_sub = subscribe(client.events(fast_sid, policy=FAST).pipe(only_results()))
     emu.wait_readers(slow_sid, 1)
@@ -277,8 +280,9 @@ def test_a_blocked_subscriber_behind_hand_off_does_not_stall_another_session(
     assert not slow
     release.set()
     eventually(lambda: len(slow) == 5)
-    assert slow == [f"r{i}" for i in range(5)]
+    assert slow == [f"r{i}" for i in range(5)] and not slow_failed
     fast_sub.dispose()
+    slow_sub.dispose()
 
 
 def test_without_hand_off_a_blocked_subscriber_stalls_the_io_thread(
@@ -292,7 +296,10 @@ def test_without_hand_off_a_blocked_subscriber_stalls_the_io_thread(
         entered.set()
         release.wait(30)
 
-    client.events(slow_sid, policy=FAST).pipe(only_results()).subscribe(blocked)
+    failed: list[Exception] = []
+    slow_sub = client.events(slow_sid, policy=FAST).pipe(only_results()).subscribe(
+        blocked, failed.append
+    )
     fast, fast_sub = subscribe(client.events(fast_sid, policy=FAST).pipe(only_results()))
     emu.wait_readers(slow_sid, 1)
     emu.wait_readers(fast_sid, 1)
@@ -304,6 +311,8 @@ def test_without_hand_off_a_blocked_subscriber_stalls_the_io_thread(
     release.set()
     fast.wait_for(lambda items: len(items) == 1)
     fast_sub.dispose()
+    slow_sub.dispose()
+    assert not failed
 
 
 def _hand_off_messages(operator: Any, blocked_until: int) -> tuple[list[Any], list[int]]:
