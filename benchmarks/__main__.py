@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--quick] [--out DIR]``: every contender, every measure, one run.
+"""``python -m benchmarks [--quick] [--out DIR] [--only MEASURES] [--contenders KEYS]``: every
+contender, every measure, one run.
 
 Starts the loopback server in its own process, runs each contender's measures in fresh child
 processes (throughput repetitions interleaved across contenders, so that a load change on the
@@ -24,16 +25,26 @@ from benchmarks.large import MIB
 
 HERE = Path(__file__).resolve().parent
 ALL = list(CONTENDERS)
+#: The quick run (CI) leaves the asyncio design to its fan-in ladder, to stay within its time.
+QUICK_ALL = [k for k in ALL if k != "rxlens-asyncio"]
 RXLENS = ["rxlens-typed", "rxlens-raw"]
+#: Fan-in ladders of their own (the shared fan-in levels are for thread-per-session designs):
+#: contender -> params, in the full run and in the quick run.
+FANIN_LADDERS: dict[str, dict[str, Any]] = {
+    "rxlens-asyncio": {"levels": [1000, 3000, 10_000], "window": 10},
+}
+QUICK_FANIN_LADDERS: dict[str, dict[str, Any]] = {
+    "rxlens-asyncio": {"levels": [100], "window": 2},
+}
 
 #: measure -> (params, contenders). The quick run keeps every code path and drops the volume;
 #: the vendor SDK's resume (its back-off sleeps 1 s then 10 s) is left to the full run.
 QUICK: dict[str, tuple[dict[str, Any], list[str]]] = {
     "throughput": ({"n": 20_000, "repeats": 1, "timeout": 20}, ALL),
-    "latency": ({"n": 30, "rate": 100}, ALL),
-    "large": ({"sizes": [2 * MIB, 8 * MIB], "repeats": 1, "timeout": 3}, ALL),
-    "first_event": ({"hold": 1.0, "repeats": 1}, ALL),
-    "dispose": ({"hold": 1.0}, ALL),
+    "latency": ({"n": 30, "rate": 100}, QUICK_ALL),
+    "large": ({"sizes": [2 * MIB, 8 * MIB], "repeats": 1, "timeout": 3}, QUICK_ALL),
+    "first_event": ({"hold": 1.0, "repeats": 1}, QUICK_ALL),
+    "dispose": ({"hold": 1.0}, QUICK_ALL),
     "resume": ({"n": 3000, "rate": 10_000, "drop_every": 1000, "timeout": 10}, RXLENS),
     "memory": ({"n": 50_000, "timeout": 30}, ["rxlens-typed", "rxlens-raw", "limit"]),
     "fanin": ({"levels": [50], "window": 2}, ["rxlens-typed"]),
@@ -101,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small run (CI, a minute)")
     parser.add_argument("--out", type=Path, help="where to write latest.json and latest.md")
     parser.add_argument("--only", help="comma-separated measures to run (default: all)", default="")
+    parser.add_argument(
+        "--contenders",
+        default=os.environ.get("RXLENS_BENCH_CONTENDERS", ""),
+        help="comma-separated contenders to run (default: all; env RXLENS_BENCH_CONTENDERS)",
+    )
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     only = [m for m in args.only.split(",") if m]
@@ -112,8 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (HERE / "results" / ("quick" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
 
-    available = [k for k in ALL if CONTENDERS[k].available()]
-    missing = [k for k in ALL if k not in available]
+    chosen = [k for k in args.contenders.split(",") if k]
+    unknown_keys = set(chosen) - set(ALL)
+    if unknown_keys:
+        parser.error(f"unknown contenders: {', '.join(sorted(unknown_keys))}")
+    available = [k for k in ALL if CONTENDERS[k].available() and (not chosen or k in chosen)]
+    missing = [k for k in ALL if not CONTENDERS[k].available()]
+    ladders = QUICK_FANIN_LADDERS if args.quick else FANIN_LADDERS
     machine = report.machine()
     started = time.monotonic()
     proc, server = start_server()
@@ -154,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
             params, who = config["fanin"]
             for key in [k for k in who if k in available]:
                 fanin[key] = run_fanin(server, key, params)
+            for key, ladder in ladders.items():
+                if key in available:
+                    fanin[key] = run_fanin(server, key, ladder)
     finally:
         stop_server(proc)
     machine["load_after"] = report.load()

@@ -119,6 +119,12 @@ def _typed_teardown(client: Any) -> None:
     client.close()
 
 
+def _asyncio_setup(server: Server) -> Any:
+    from rxlens import LensClient
+
+    return LensClient(api_key=API_KEY, base_url=server.api_base, io="asyncio")
+
+
 def _raw_setup(server: Server) -> Any:
     return server
 
@@ -384,6 +390,15 @@ CONTENDERS: dict[str, Contender] = {
             "rxlens",
             True,
             _typed_setup,
+            _typed_start,
+            _typed_teardown,
+        ),
+        Contender(
+            "rxlens-asyncio",
+            'rxlens typed on one asyncio I/O thread (LensClient(io="asyncio"))',
+            "aiohttp",
+            True,
+            _asyncio_setup,
             _typed_start,
             _typed_teardown,
         ),

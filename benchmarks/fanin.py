@@ -7,11 +7,18 @@ seconds is measured: the process's CPU time (every thread) over the window, OS t
 and the delivery lag (server write to subscriber) of the results that arrived in it. The
 process holds the load when it delivered at least 95% of what the server sent in the window
 and the p99 lag stayed under one second.
+
+Each session's results carry consecutive numbers, so the run also counts, over the whole run,
+results delivered twice (``duplicates``) and numbers skipped between the first and the last
+result a session delivered (``gaps``): exactly once is both at zero. The open-files limit is
+raised to the hard limit first (a session is a socket); ``nofile`` reports it and ``note``
+says when it is below what the level needs.
 """
 
 from __future__ import annotations
 
 import queue
+import resource
 import threading
 import time
 from typing import Any
@@ -19,7 +26,7 @@ from typing import Any
 from benchmarks.common import cpu_seconds, ms, os_threads, percentile, rss_bytes
 from benchmarks.contenders import VENDOR_POLL, Contender, Handle, Sink
 from benchmarks.control import Server
-from benchmarks.frames import RESULT, stamp_of
+from benchmarks.frames import RESULT, seq_of, stamp_of
 
 MB = 1e6
 
@@ -27,6 +34,7 @@ MB = 1e6
 def run(contender: Contender, server: Server, params: dict[str, Any]) -> dict[str, Any]:
     count = int(params["sessions"])
     window = float(params.get("window", 10))
+    nofile, note = raise_nofile(count + 256)
     created = server.create("fanin", sessions=count, interval=1.0)
     scenario, sids = created["session_id"], created["session_ids"]
     ctx = contender.setup(server)
@@ -65,6 +73,13 @@ def run(contender: Contender, server: Server, params: dict[str, Any]) -> dict[st
     sent = sent1 - sent0
     p99 = percentile(lags, 99)
     failed = sum(1 for s in sinks if s.error is not None)
+    duplicates = gaps = 0
+    for sink in sinks:
+        seqs = [seq_of(payload) for _, payload in list(sink.records)]
+        distinct = set(seqs)
+        duplicates += len(seqs) - len(distinct)
+        if distinct:
+            gaps += max(distinct) - min(distinct) + 1 - len(distinct)
     stop.set()
     for handle in handles:
         if not polled:
@@ -84,6 +99,10 @@ def run(contender: Contender, server: Server, params: dict[str, Any]) -> dict[st
         "lag_p50_ms": ms(percentile(lags, 50)),
         "lag_p99_ms": ms(p99),
         "failed_sessions": failed,
+        "duplicates": duplicates,
+        "gaps": gaps,
+        "nofile": nofile,
+        **({"note": note} if note else {}),
         "held": ready == count
         and failed == 0
         and sent > 0
@@ -91,6 +110,21 @@ def run(contender: Contender, server: Server, params: dict[str, Any]) -> dict[st
         and p99 is not None
         and p99 < 1e9,
     }
+
+
+def raise_nofile(needed: int) -> tuple[int, str]:
+    """Raise the soft open-files limit to the hard one; returns it and a note if too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = needed if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+        except (ValueError, OSError):
+            pass  # reported below through the limit in force
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        return soft, f"open-files limit {soft} is below the {needed} this level needs"
+    return soft, ""
 
 
 def _poll(handles: list[Handle], sinks: list[Sink], stop: threading.Event) -> None:

@@ -174,6 +174,25 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         f"{most} held" if levels else None,
         None if not levels else (most or 0) >= 1000,
     )
+    ladder = data.get("fanin", {}).get("rxlens-asyncio", [])
+    good = [
+        r["sessions"]
+        for r in ladder
+        if r.get("held")
+        and r.get("lag_p99_ms") is not None
+        and r["lag_p99_ms"] <= 50
+        and r.get("threads", 99) <= 10
+        and r.get("duplicates") == 0
+        and r.get("gaps") == 0
+        and r.get("delivered", 0) >= 0.99 * r.get("sent", 0)
+    ]
+    best = max(good) if good else None
+    add(
+        'sessions on one asyncio thread (io="asyncio")',
+        ">= 10,000 at p99 lag <= 50 ms, <= 10 threads, no duplicate or gap",
+        f"{best} met" if ladder else None,
+        None if not ladder else (best or 0) >= 10_000,
+    )
     return rows
 
 

@@ -18,6 +18,7 @@ from reactivex.disposable import Disposable, SerialDisposable
 
 from rxlens._rest import session_running
 from rxlens._text import mask_secrets
+from rxlens._timers import shared_timers
 from rxlens.errors import (
     AuthenticationError,
     ChannelError,
@@ -44,6 +45,7 @@ from rxlens.sse import report_state as report
 if TYPE_CHECKING:
     from rxlens._rest import Lenses, Sessions
     from rxlens.mailbox import MailboxSource, OnLost, PollPolicy
+    from rxlens.sse import AsyncSSESource, IOLoop
 
 #: Which output channel to read: the SSE consumer, the ``session.read`` mailbox, or the one
 #: the session's lens writes to.
@@ -83,7 +85,7 @@ class TypedSource(Observable[LensEvent]):
     """
 
     def __init__(
-        self, source: SSESource | MailboxSource, on_malformed: OnMalformed = "emit"
+        self, source: SSESource | AsyncSSESource | MailboxSource, on_malformed: OnMalformed = "emit"
     ) -> None:
         super().__init__()
         self.sse = source
@@ -135,6 +137,12 @@ class LensClient:
     ``timeout`` is ``(connect, read)`` seconds for every request; ``verify=False`` turns TLS
     certificate checks off (with a warning).
 
+    ``io`` chooses how streams are read: ``"threads"`` (the default) reads each connection on
+    its own thread; ``"asyncio"`` reads every connection of the client on one shared asyncio
+    I/O thread (needs ``rxlens[asyncio]``), for thousands of sessions in one process. With
+    ``"asyncio"`` the subscribers' callbacks run on that thread: see
+    :func:`rxlens.operators.hand_off` for a subscriber that may block.
+
     >>> client = LensClient(api_key="...", base_url="http://127.0.0.1:8765/api")
     >>> client.events("lsn-...").pipe(only_results())            # doctest: +SKIP
     """
@@ -148,7 +156,12 @@ class LensClient:
         verify: bool = True,
         session: requests.Session | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        io: Literal["threads", "asyncio"] = "threads",
     ) -> None:
+        if io not in ("threads", "asyncio"):
+            raise ConfigurationError(f'io must be "threads" or "asyncio", got {io!r}')
+        self.io = io
+        self._io_loop: IOLoop | None = None
         self.__key = api_key if api_key is not None else os.environ.get(ENV_API_KEY) or None
         chosen = base_url or os.environ.get(ENV_ENDPOINT) or DEFAULT_BASE_URL
         self.base_url = chosen.rstrip("/")
@@ -194,8 +207,14 @@ class LensClient:
         return self.url(f"lens/sessions/consumer/{session_id}")
 
     def close(self) -> None:
-        """Close the HTTP session (open subscriptions end when disposed)."""
+        """Close the HTTP session (open subscriptions end when disposed).
+
+        With ``io="asyncio"`` this also stops the I/O thread: its open connections end there
+        (closed, with no further signal to their subscribers).
+        """
         self.http.close()
+        if self._io_loop is not None:
+            self._io_loop.close()
 
     def __enter__(self) -> LensClient:
         return self
@@ -274,16 +293,25 @@ class LensClient:
             )
         if channel != "sse":
             raise ConfigurationError(f"connect: channel is 'sse' or 'mailbox', got {channel!r}")
-        source = SSESource(
+        source = self._source(
             self.consumer_url(session_id),
             headers=self.auth_headers(),
             last_event_id=last_event_id,
-            session=self.http,
             timeout=self.timeout,
             max_event_bytes=self.max_event_bytes,
             on_state=on_state,
         )
         return TypedSource(source, on_malformed)
+
+    def _source(self, url: str, **options: Any) -> SSESource | AsyncSSESource:
+        """The SSE source for ``url``, read as ``io`` says."""
+        if self.io == "threads":
+            return SSESource(url, session=self.http, **options)
+        from rxlens.sse import AsyncSSESource, IOLoop
+
+        if self._io_loop is None:
+            self._io_loop = IOLoop(verify=self.http.verify is not False)
+        return AsyncSSESource(url, io_loop=self._io_loop, **options)
 
     def events(
         self,
@@ -375,6 +403,9 @@ class LensClient:
         def running() -> bool:
             return self._session_running(session_id)
 
+        # io="asyncio": back-offs on the shared timer thread, not a timer thread each.
+        backoff = scheduler if scheduler is not None or self.io == "threads" else shared_timers()
+
         def stages(_scheduler: abc.SchedulerBase | None = None) -> Observable[LensEvent]:
             # Built per subscription: the source is the subscription's cursor, never shared.
             source = self.connect(
@@ -388,7 +419,7 @@ class LensClient:
                 live = source._heartbeat(heartbeat_timeout, scheduler)
             notes = _LossNotes(session_id, source, on_state)
             once = live.pipe(
-                resume(policy, cursor=source, on_state=notes, scheduler=scheduler),
+                resume(policy, cursor=source, on_state=notes, scheduler=backoff),
                 until_end(),
             )
             return _follow(once, running) if follow else once

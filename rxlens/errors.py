@@ -412,3 +412,16 @@ class RecordingFormatError(RecordingError, ValueError):
 
 class RecordingIOError(RecordingError, OSError):
     """A recording file cannot be opened, written or read."""
+
+
+class HandOffOverflow(RxLensError, BufferError):
+    """:func:`rxlens.operators.hand_off`'s queue was full (``on_full="error"``): the
+    subscriber fell ``max_queue`` items behind its source. Not retried: a reconnect would fall
+    behind again; ``max_queue`` is the queue's size."""
+
+    def __init__(self, max_queue: int) -> None:
+        self.max_queue = max_queue
+        super().__init__(
+            f"the subscriber fell {max_queue} items behind its source (hand_off max_queue); "
+            'raise max_queue, or use on_full="drop_oldest" to keep the newest items'
+        )

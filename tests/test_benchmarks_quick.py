@@ -76,7 +76,11 @@ def test_fan_in_and_goals_are_reported(run: tuple[dict[str, Any], str]) -> None:
     assert row["ready"] == row["sessions"] == 50
     assert row["delivered"] > 0 and row["sent"] > 0
     assert row["threads"] >= row["sessions"] and row["rss_mb"] > 0 and row["cpu_percent"] >= 0
-    assert len(data["goals"]) == 9
+    (aio,) = data["fanin"]["rxlens-asyncio"]
+    assert aio["ready"] == aio["sessions"] == 100
+    assert aio["delivered"] > 0 and aio["duplicates"] == 0 and aio["gaps"] == 0
+    assert aio["threads"] < 10 and aio["nofile"] > 100
+    assert len(data["goals"]) == 10
     assert all(g["measured"] is not None for g in data["goals"])
     assert data["machine"]["cores"] >= 1 and data["machine"]["date"]
     for label in data["contenders"].values():

@@ -48,9 +48,10 @@ def emu() -> Any:
         yield emulator
 
 
-@pytest.fixture()
-def client(emu: LensEmulator) -> Any:
-    with LensClient(api_key=emu.api_key, base_url=emu.base_url) as c:
+@pytest.fixture(params=["threads", "asyncio"])
+def client(emu: LensEmulator, request: pytest.FixtureRequest) -> Any:
+    # Every test on this fixture runs with both I/O designs.
+    with LensClient(api_key=emu.api_key, base_url=emu.base_url, io=request.param) as c:
         yield c
 
 

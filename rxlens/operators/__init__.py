@@ -6,6 +6,7 @@ Connection and Lens events:
 - :func:`heartbeat_timeout`: fail a connection silent for too long (put it before ``resume``).
 - :func:`typed`: decode SSE events into typed Lens events.
 - :func:`until_end`: complete on ``sse.stream.end``.
+- :func:`hand_off`: deliver on a thread of its own, through a bounded queue.
 - :func:`only_results`: keep ``inference.result`` events.
 
 Analytics:
@@ -30,6 +31,7 @@ from rxlens.events import SessionFailed
 from rxlens.operators._by_session import by_session
 from rxlens.operators._changes import Change, changes
 from rxlens.operators._event_time import Window, Windowed, sensor_time
+from rxlens.operators._hand_off import hand_off
 from rxlens.operators._heartbeat_timeout import heartbeat_timeout, typed_heartbeat_timeout
 from rxlens.operators._label_counts import label_counts
 from rxlens.operators._majority_vote import majority_vote
@@ -52,6 +54,7 @@ __all__ = [
     "Windowed",
     "by_session",
     "changes",
+    "hand_off",
     "heartbeat_timeout",
     "label_counts",
     "majority_vote",

@@ -5,6 +5,7 @@
 - :func:`resume` reconnects after retryable errors and drops what a resume replays (also in
   :mod:`rxlens.operators`); :func:`stream` is ``connect`` plus ``resume``: it reconnects with
   ``Last-Event-ID`` after any drop and never delivers an event twice;
+- :class:`AsyncSSESource` is ``connect`` on one shared asyncio I/O thread (``rxlens[asyncio]``);
 - :func:`from_sseclient` wraps an sseclient-py client.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from reactivex import Observable, abc
 
 from rxlens.retry import RetryPolicy
+from rxlens.sse._aio import AsyncSSESource, IOLoop
 from rxlens.sse._connect import SSESource, connect
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES as DEFAULT_MAX_EVENT_BYTES
 from rxlens.sse._decoder import Decoder
@@ -27,11 +29,13 @@ from rxlens.sse._state import report as report_state
 from rxlens.sse._transport import DEFAULT_TIMEOUT, new_session, safe_url
 
 __all__ = [
+    "AsyncSSESource",
     "DEFAULT_MAX_EVENT_BYTES",
     "DEFAULT_TIMEOUT",
     "ConnectionState",
     "Decoder",
     "Event",
+    "IOLoop",
     "SSESource",
     "StateCallback",
     "connect",

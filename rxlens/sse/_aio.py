@@ -1,0 +1,458 @@
+"""``AsyncSSESource``: SSE connections that share one asyncio I/O thread instead of one thread each.
+
+A thread per connection is simple and fast for a few sessions, but a process reading thousands
+of sessions spends its time switching threads and its memory on their stacks. Here every
+connection of an :class:`IOLoop` is a task on one asyncio event loop (aiohttp, the optional
+extra ``rxlens[asyncio]``), fed into the same :class:`Decoder` and handing out the same
+:class:`Event` values, typed errors, :class:`ConnectionState` reports and server hints as
+:class:`rxlens.sse.SSESource`, so every operator downstream works unchanged.
+
+The subscriber's callbacks run on the I/O thread: a subscriber that blocks holds up every
+other connection of the loop. :func:`rxlens.operators.hand_off` moves delivery to a thread of
+its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+
+from rxlens._text import mask_secrets, secrets_of, truncate
+from rxlens.errors import (
+    AuthenticationError,
+    ContentEncodingError,
+    ContentTypeError,
+    EventTooLarge,
+    HTTPStatusError,
+    MissingDependency,
+    NotFound,
+    ReadTimeout,
+    RxLensError,
+    StreamClosed,
+    TransportError,
+    mark_downstream,
+)
+from rxlens.sse._connect import encode_event_id as utf8_event_id
+from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
+from rxlens.sse._models import Event
+from rxlens.sse._state import ConnectionState, StateCallback, report
+from rxlens.sse._transport import (
+    DEFAULT_TIMEOUT,
+    content_type_essence,
+    parse_retry_after,
+    safe_url,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+log = logging.getLogger("rxlens.sse")
+
+
+def _aiohttp() -> Any:
+    try:
+        import aiohttp
+    except ImportError as exc:  # pragma: no cover - the extra is installed in the test setup
+        raise MissingDependency(
+            'io="asyncio" needs aiohttp: pip install "rxlens[asyncio]"'
+        ) from exc
+    return aiohttp
+
+
+class IOLoop:
+    """One asyncio event loop on one daemon thread, shared by many connections.
+
+    The thread starts with the first connection and ends when the last one has ended (a
+    reference count), or at :meth:`close`; a later connection starts a new one. Its aiohttp
+    session closes every socket after use (``force_close``): SSE connections are long-lived,
+    so there is nothing to pool, and a disposed connection leaves no socket behind.
+    """
+
+    def __init__(self, *, verify: bool = True, name: str = "rxlens-aio") -> None:
+        self.verify = verify
+        self.name = name
+        self._lock = threading.Lock()
+        self._users = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"IOLoop(connections={self._users}, running={self._thread is not None})"
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The I/O thread, while it runs."""
+        return self._thread
+
+    def acquire(self) -> asyncio.AbstractEventLoop:
+        """Count one more connection; start the loop thread if none runs."""
+        with self._lock:
+            self._users += 1
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                started = threading.Event()
+                thread = threading.Thread(
+                    target=self._run, args=(loop, started), name=self.name, daemon=True
+                )
+                self._loop, self._thread = loop, thread
+                thread.start()
+                started.wait()
+            return self._loop
+
+    def release(self) -> None:
+        """Count one connection less; the last one stops the loop thread (thread-safe)."""
+        with self._lock:
+            self._users -= 1
+            if self._users > 0 or self._loop is None:
+                return
+            loop, self._loop, self._thread = self._loop, None, None
+            session, self._session = self._session, None
+        loop.call_soon_threadsafe(lambda: loop.create_task(_shut_down(loop, session)))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the loop now (open connections end without a signal) and wait for its thread."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            session = self._session
+            self._loop, self._thread, self._session, self._users = None, None, None, 0
+        if loop is None or thread is None:
+            return
+        try:
+            loop.call_soon_threadsafe(lambda: loop.create_task(_shut_down(loop, session)))
+        except RuntimeError:
+            return  # the loop has already closed
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def session(self) -> aiohttp.ClientSession:
+        """The loop's aiohttp session (called on the loop thread)."""
+        if asyncio.get_running_loop() is not self._loop:
+            raise TransportError("the I/O loop was closed (LensClient.close())")
+        if self._session is None or self._session.closed:
+            aiohttp = _aiohttp()
+            connector = aiohttp.TCPConnector(
+                limit=0, force_close=True, ssl=None if self.verify else False
+            )
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return self._session
+
+    def _run(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(started.set)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+
+async def _shut_down(
+    loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession | None
+) -> None:
+    # Cancel whatever still runs (connections of a closed client), close their sockets, stop.
+    this = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks(loop) if t is not this]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if session is not None:
+        await session.close()
+    loop.stop()
+
+
+#: The loop of sources made without one (``AsyncSSESource(url)`` on its own).
+_default_loop = IOLoop(name="rxlens-aio-default")
+
+
+def encode_event_id(event_id: str) -> str:
+    """``event_id`` checked for a ``Last-Event-ID`` header (aiohttp writes headers as UTF-8).
+
+    The check is the threaded source's: :class:`~rxlens.errors.UnsendableEventId` (not
+    retried) for an id no header carries unchanged.
+    """
+    utf8_event_id(event_id)
+    return event_id
+
+
+class _Subscription:
+    """One subscription's state: its cursor, and whether it was disposed."""
+
+    __slots__ = ("disposed", "last_event_id", "observer")
+
+    def __init__(self, observer: abc.ObserverBase[Event], last_event_id: str) -> None:
+        self.observer = observer
+        self.last_event_id = last_event_id
+        self.disposed = False
+
+
+def deliver(
+    source: AsyncSSESource, sub: _Subscription, decoder: Decoder, chunk: bytes
+) -> Exception | None:
+    """Feed one chunk; deliver its events; return why the stream must end, or None.
+
+    The core of a read loop, without I/O: the decoder, the cursor, the ``retry:`` hint, and a
+    subscriber's own exception marked so that it is never retried.
+    """
+    try:
+        events = decoder.feed(chunk)
+        failure: Exception | None = None
+    except EventTooLarge as exc:
+        events, failure = exc.events, exc
+    if decoder.retry is not None:
+        source.retry_ms = decoder.retry
+    source.delivered += len(events)
+    on_next = sub.observer.on_next
+    try:
+        for event in events:
+            if sub.disposed:
+                return StreamClosed("disposed")
+            sub.last_event_id = source.last_event_id = event[2]
+            on_next(event)
+    except Exception as exc:
+        return mark_downstream(exc)
+    if failure is not None:
+        return failure
+    sub.last_event_id = source.last_event_id = decoder.last_event_id
+    return None
+
+
+class AsyncSSESource(Observable[Event]):
+    """A cold Observable of :class:`Event` read on a shared asyncio I/O thread.
+
+    It behaves as :class:`rxlens.sse.SSESource` (same events, errors, states and hints; see
+    there how the stream ends), with two differences: every subscription is a task on
+    ``io_loop`` (by default one loop shared by every source made without one) instead of a
+    thread, and the callbacks run on that loop's thread. Each subscription starts from the
+    cursor the source holds when it subscribes (``last_event_id``, which a re-subscription
+    after a drop has advanced to the last id delivered) and sends it as ``Last-Event-ID``.
+
+    Disposing from any thread stops delivery at once and closes the connection on the loop.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        last_event_id: str = "",
+        io_loop: IOLoop | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        max_event_bytes: int = _DEFAULT_MAX_EVENT_BYTES,
+        on_state: StateCallback | None = None,
+    ) -> None:
+        super().__init__()
+        if last_event_id:
+            encode_event_id(last_event_id)  # refuse at once what could never be sent
+        _aiohttp()
+        self.url = url
+        self._headers = dict(headers or {})
+        #: The last event id delivered, by the latest subscription (the next one resumes here).
+        self.last_event_id = last_event_id
+        #: The last valid ``retry:`` value the server sent (ms), across connections.
+        self.retry_ms: int | None = None
+        #: How many events this source has decoded, across connections.
+        self.delivered = 0
+        self.io_loop = io_loop if io_loop is not None else _default_loop
+        self.timeouts = timeout
+        self.max_event_bytes = max_event_bytes
+        self.on_state = on_state
+
+    def __repr__(self) -> str:
+        # Never the headers: they carry the API key.
+        return f"AsyncSSESource({safe_url(self.url)!r}, last_event_id={self.last_event_id!r})"
+
+    def request_headers(self, last_event_id: str) -> dict[str, str]:
+        headers = {
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "Accept-Encoding": "identity",
+        }
+        headers.update(self._headers)
+        if last_event_id:
+            headers["Last-Event-ID"] = encode_event_id(last_event_id)
+        return headers
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[Event], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        sub = _Subscription(observer, self.last_event_id)
+        io = self.io_loop
+        loop = io.acquire()
+        future: Future[None] = asyncio.run_coroutine_threadsafe(self._run(sub), loop)
+        future.add_done_callback(lambda _f: io.release())
+
+        def dispose() -> None:
+            sub.disposed = True
+            future.cancel()  # thread-safe: cancels the task on the loop
+
+        return Disposable(dispose)
+
+    def _state(self, sub: _Subscription, kind: Any, **fields: Any) -> None:
+        if self.on_state is not None:
+            report(
+                self.on_state,
+                ConnectionState(
+                    kind,
+                    safe_url(self.url),
+                    last_event_id=sub.last_event_id,
+                    at=time.time(),
+                    **fields,
+                ),
+            )
+
+    async def _run(self, sub: _Subscription) -> None:
+        # The task body: whatever fails ends the subscription with a typed on_error.
+        try:
+            error = await self._connect_and_read(sub)
+        except asyncio.CancelledError:
+            self._state(sub, "closed")
+            raise
+        if sub.disposed:
+            self._state(sub, "closed")
+            return
+        observer = sub.observer
+        try:
+            if error is None:
+                self._state(sub, "closed")
+                observer.on_completed()
+                return
+            downstream = getattr(error, "_rxlens_downstream", False)
+            if isinstance(error, RxLensError) and not downstream and error.retry_ms is None:
+                error.retry_ms = self.retry_ms
+            observer.on_error(error)
+        except Exception:
+            # The subscriber's own on_error / on_completed raised: nobody is left to tell.
+            log.exception("a subscriber's on_error or on_completed raised")
+
+    async def _connect_and_read(self, sub: _Subscription) -> Exception | None:
+        """One connection; returns why it ended (None: the server answered 204)."""
+        aiohttp = _aiohttp()
+        failure: Exception | None = None
+        try:
+            headers = self.request_headers(sub.last_event_id)
+        except RxLensError as exc:
+            return exc
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeouts[0], sock_read=self.timeouts[1]
+        )
+        self._state(sub, "connecting")
+        response = None
+        try:
+            try:
+                response = await self.io_loop.session().get(
+                    self.url, headers=headers, timeout=timeout, allow_redirects=True
+                )
+            except asyncio.TimeoutError as exc:
+                failure = ReadTimeout(
+                    f"no response from {safe_url(self.url)}: {self._reason(exc, headers)}"
+                )
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                failure = TransportError(
+                    f"cannot connect to {safe_url(self.url)}: {self._reason(exc, headers)}; "
+                    "check the base URL and that the server is reachable"
+                )
+            # Raised outside the ``except``: aiohttp's errors hold the request's headers.
+            if failure is not None:
+                return failure
+            assert response is not None
+            if response.status == 204:
+                return None
+            problem = await self._check(response, headers)
+            if problem is not None:
+                return problem
+            self._state(sub, "open", headers=dict(response.headers))
+            return await self._pump(sub, response, headers)
+        finally:
+            if response is not None:
+                response.close()
+
+    async def _check(
+        self, response: aiohttp.ClientResponse, headers: Mapping[str, str]
+    ) -> Exception | None:
+        """The typed error for a response that is no event stream, else None."""
+        status = response.status
+        if status != 200:
+            body = await self._body(response, headers)
+            shown = safe_url(self.url)
+            if status in (401, 403):
+                return AuthenticationError(status, shown, body)
+            if status == 404:
+                return NotFound(status, shown, body)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return HTTPStatusError(status, shown, body, retry_after=retry_after)
+        content_type = response.headers.get("Content-Type", "")
+        if content_type_essence(content_type) != "text/event-stream":
+            body = await self._body(response, headers)
+            return ContentTypeError(content_type, safe_url(self.url), body)
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            return ContentEncodingError(encoding, content_type, safe_url(self.url))
+        return None
+
+    async def _body(
+        self, response: aiohttp.ClientResponse, headers: Mapping[str, str], limit: int = 4096
+    ) -> str:
+        # As the threaded source: what has arrived (never a wait to fill ``limit``), with any
+        # echo of the key masked before the cut.
+        secrets = secrets_of(headers)
+        extra = max((len(s.encode("utf-8")) for s in secrets), default=0)
+        try:
+            raw = await response.content.read(limit + extra)
+        except Exception:  # the body is only context for the error: never mask the status
+            return ""
+        length = response.headers.get("Content-Length", "").strip()
+        whole = length.isdigit() and len(length) < 19 and len(raw) >= int(length)
+        text = mask_secrets(raw.decode("utf-8", "replace"), secrets, cut=not whole)
+        return text if len(raw) <= limit else truncate(text, limit)
+
+    async def _pump(
+        self, sub: _Subscription, response: aiohttp.ClientResponse, headers: Mapping[str, str]
+    ) -> Exception:
+        """Read, decode and deliver until the stream ends; return why it ended."""
+        aiohttp = _aiohttp()
+        decoder = Decoder(sub.last_event_id, self.max_event_bytes)
+        content = response.content
+        failure: Exception | None = None
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                ended = deliver(self, sub, decoder, chunk)
+                if ended is not None:
+                    return ended
+                if sub.disposed:
+                    return StreamClosed("disposed")
+        except asyncio.TimeoutError:
+            failure = ReadTimeout(
+                f"no bytes from {safe_url(self.url)} for {self.timeouts[1]:g} s"
+            )
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            failure = TransportError(
+                f"connection to {safe_url(self.url)} broke: {self._reason(exc, headers)}"
+            )
+        if failure is not None:
+            return failure
+        lost = decoder.pending_bytes
+        in_event = decoder.in_event
+        decoder.close()
+        where = "mid-event" if lost or in_event else "at an event boundary"
+        log.debug("stream from %s ended %s", safe_url(self.url), where)
+        return StreamClosed(
+            f"the server closed the stream {where}"
+            + (f" ({lost} bytes of an unfinished event discarded)" if lost else "")
+        )
+
+    @staticmethod
+    def _reason(exc: BaseException, headers: Mapping[str, str]) -> str:
+        # aiohttp's messages name the host and port (never headers); mask an echo anyway.
+        return mask_secrets(f"{type(exc).__name__}: {exc}", secrets_of(headers))
+
