@@ -17,7 +17,7 @@ import pytest
 
 from rxlens.emulator import Faults, LensEmulator
 from rxlens.errors import ConfigurationError, FleetTimeout
-from rxlens.fleet import Record, Secret, SqliteCursors, run_fleet, worker_of
+from rxlens.fleet import Record, Secret, SqliteCursors, attach, run_fleet, worker_of
 from rxlens.operators import only_results
 
 # --- the store, without Ray ----------------------------------------------------------------------
@@ -248,6 +248,33 @@ def test_the_key_reaches_workers_but_no_ray_log(ray_cluster: Any, tmp_path: Path
         if path.is_file() and KEY.encode() in path.read_bytes()
     ]
     assert leaks == []
+
+
+@pytest.mark.slow
+def test_a_detached_fleet_is_attached_again_and_takes_more_sessions(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    store = SqliteCursors(tmp_path / "fleet.db")
+    with LensEmulator(api_key=KEY, replay="all", seed=9) as emu:
+        first = emu.create_session("machine-state", rate=50, count=15, destroy_when_done=True)
+        later = emu.create_session("machine-state", rate=50, count=15, destroy_when_done=True)
+        started = run_fleet(
+            [first], store=store, num_workers=2, base_url=emu.base_url, api_key=KEY,
+            pipeline=only_results(), name="attach", namespace="rxlens-test", detached=True,
+            io="asyncio",
+        )
+        # Another handle, found by name alone (as another process or a restarted driver would).
+        fleet = attach("attach", store=store, num_workers=2, namespace="rxlens-test")
+        try:
+            assert fleet.pids() == started.pids()
+            fleet.add([later])
+            status = fleet.wait(timeout=60)
+        finally:
+            fleet.stop()
+        for sid in (first, later):
+            assert [i for i, _ in store.results(sid)] == sent_result_ids(emu, sid)
+    assert {r.session_id for r in status.sessions} == {first, later}
+    assert all(r.state == "completed" and r.events == 15 for r in status.sessions)
 
 
 def test_a_fleet_needs_a_worker(tmp_path: Path) -> None:

@@ -140,6 +140,7 @@ def run_fleet(
     namespace: str = "rxlens",
     detached: bool = False,
     max_restarts: int = -1,
+    io: str = "threads",
 ) -> Fleet:
     """Read many sessions on ``num_workers`` restartable Ray actors, committing into ``store``.
 
@@ -153,7 +154,8 @@ def run_fleet(
     ``ray.init()`` is called (locally, in ``namespace``) if Ray is not running yet. The API key
     (``api_key``, else ``ATAI_API_KEY``) reaches the workers inside their constructor
     arguments, never in an environment variable, a log line or a repr. ``detached=True`` lets
-    the fleet outlive this process (see :func:`attach`).
+    the fleet outlive this process (see :func:`attach`). ``io`` is each worker's
+    ``LensClient(io=...)``: ``"asyncio"`` reads all of a worker's sessions on one I/O thread.
 
     Raises:
         MissingDependency: Ray is not installed.
@@ -165,7 +167,7 @@ def run_fleet(
     if not ray.is_initialized():
         ray.init(namespace=namespace, include_dashboard=False, log_to_driver=False)
     key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
-    client_options: dict[str, Any] = {}
+    client_options: dict[str, Any] = {"io": io}
     if base_url is not None:
         client_options["base_url"] = base_url
     ids = list(session_ids)
