@@ -250,6 +250,16 @@ def huge_ids(h: HostileHandler) -> None:
     h.send(END)
 
 
+def echo_key_at_the_cut(h: HostileHandler) -> None:
+    # A proxy that quotes the request's Authorization header in a 401 body, with the key
+    # straddling the 4,096 bytes an error keeps of a body (3-byte characters before it, so the
+    # text is short enough to be quoted whole).
+    key = h.headers.get("Authorization", "").partition(" ")[2].encode()
+    body = "\u20ac".encode() * 1364 + key + b"y" * 200
+    h.head("401 Unauthorized", Content_Type="text/plain", Content_Length=str(len(body)))
+    h.send(body)
+
+
 DEEP = 40_000  # well past any parser's recursion limit, and under CAP as text
 
 
@@ -273,6 +283,8 @@ HOSTILE_DATA: dict[str, bytes] = {
     "nul_in_type": b"event: mess\x00age\nda\x00ta: x\ndata: {}\n\n",
     "huge_integer": with_result(b'["x",{"A":' + b"9" * 200_000 + b"}]"),
     "huge_exponent": with_result(b'["x",{"A":1e999999}]'),
+    # a legal retry: field of 100,000 digits (before: ValueError in the decoder, chunk lost)
+    "huge_retry": b"retry: " + b"9" * 100_000 + b"\n\n" + result_frame(1, 1),
     "deep_array": b"data: " + b"[" * (2 * DEEP) + b"\n\n",
     "deep_object": b'data: {"type":"inference.result","event_data":'
     + b'{"a":' * DEEP
@@ -301,6 +313,7 @@ def hostile() -> Iterator[HostileServer]:
         "deflate_bomb": deflate_bomb,
         "gzip_small": gzip_small,
         "huge_ids": huge_ids,
+        "echo_key_at_the_cut": echo_key_at_the_cut,
     }
     routes.update({name: frames_then_end(frame) for name, frame in HOSTILE_DATA.items()})
     server = HostileServer(routes)
@@ -505,6 +518,23 @@ def test_huge_ids_are_a_typed_error_within_bounded_memory(client: LensClient) ->
     assert isinstance(error, EventIdTooLong) and not error.retryable
     assert "1024" in str(error) and len(str(error)) < 500
     assert memory.peak < MEMORY_BOUND
+    carries_on(client)
+
+
+def test_a_huge_retry_field_keeps_the_stream_and_its_events(client: LensClient) -> None:
+    texts = [e.text for e in events_of(client, "huge_retry") if isinstance(e, InferenceResult)]
+    assert texts == ["ok 1", "ok 99"]
+    carries_on(client)
+
+
+def test_a_server_echoing_the_key_across_the_cut_leaks_no_piece_of_it(client: LensClient) -> None:
+    error = error_of(client, "echo_key_at_the_cut")
+    seen: list[str] = []
+    chained: BaseException | None = error
+    while chained is not None:
+        seen.append(repr(chained) + str(chained) + repr(vars(chained)))
+        chained = chained.__cause__ or chained.__context__
+    assert not any("k-ho" in text for text in seen), seen[0][:300]
     carries_on(client)
 
 
