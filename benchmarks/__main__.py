@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import recording_load, report
+from benchmarks import mailbox, recording_load, report
 from benchmarks.contenders import CONTENDERS
 from benchmarks.control import Server, start_server, stop_server
 from benchmarks.large import MIB
@@ -50,6 +50,8 @@ QUICK: dict[str, tuple[dict[str, Any], list[str]]] = {
     "fanin": ({"levels": [50], "window": 2}, ["rxlens-typed"]),
     # Loaders of a recording file, not stream readers: it has its own loaders, no contenders.
     "recording_load": ({"n": 2_000, "timeout": 60}, []),
+    # The mailbox channel beside SSE, on the emulator: readers of its own, no contenders.
+    "mailbox": (mailbox.QUICK, []),
 }
 FULL: dict[str, tuple[dict[str, Any], list[str]]] = {
     "throughput": ({"n": 200_000, "repeats": 3, "timeout": 120}, ALL),
@@ -69,6 +71,7 @@ FULL: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["rxlens-typed", "vendor-sdk"],
     ),
     "recording_load": ({"n": 1_000_000, "timeout": 900}, []),
+    "mailbox": (mailbox.FULL, []),
 }
 #: Measures that share one child process per contender (the rest get a process each).
 GROUPED = ("latency", "large", "first_event", "dispose", "resume")
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {k: {} for k in available}
     fanin: dict[str, list[dict[str, Any]]] = {}
     loads: dict[str, Any] | None = None
+    mailboxes: dict[str, Any] | None = None
     try:
         if "throughput" in config:
             params, who = config["throughput"]
@@ -170,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         if "recording_load" in config:
             _say(f"recording load, {config['recording_load'][0]['n']:,} events")
             loads = recording_load.run(config["recording_load"][0])
+        if "mailbox" in config:
+            _say("mailbox beside SSE, on the emulator")
+            mailboxes = mailbox.run(config["mailbox"][0])
         if "fanin" in config:
             machine["load_before_fanin"] = report.load()
             params, who = config["fanin"]
@@ -196,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     if loads is not None:
         data["recording_load"] = loads
         text += "\n" + recording_load.markdown(loads)
+    if mailboxes is not None:
+        data["mailbox"] = mailboxes
+        text += "\n" + mailbox.markdown(mailboxes, sse=results.get("rxlens-typed"))
     (out / "latest.json").write_text(json.dumps(data, indent=1) + "\n")
     (out / "latest.md").write_text(text)
     _say(f"wrote {out / 'latest.json'} and {out / 'latest.md'} in {data['seconds']} s")

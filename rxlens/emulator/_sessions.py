@@ -330,4 +330,5 @@ class Session:
                 authorization_seen=self.authorization_seen,
                 failures_injected=failures_injected,
                 readers=tuple(r.snapshot() for r in sorted(readers, key=lambda r: r.connection)),
+                mailbox_reads=self.mailbox_reads,
             )

@@ -48,6 +48,8 @@ class SessionStats:
     authorization_seen: bool | None
     failures_injected: int
     readers: tuple[ReaderStats, ...]
+    #: ``session.read`` requests answered (over the socket and over REST).
+    mailbox_reads: int = 0
 
 
 @dataclass(frozen=True, slots=True)
