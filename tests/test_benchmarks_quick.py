@@ -23,7 +23,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=200,  # the mailbox measure added about 20 s
     )
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads((out / "latest.json").read_text())
@@ -31,7 +31,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(210)
 def test_every_installed_contender_streams_every_event(run: tuple[dict[str, Any], str]) -> None:
     data, _ = run
     assert set(data["contenders"]) >= {"rxlens-typed", "rxlens-raw", "limit"}
@@ -44,7 +44,7 @@ def test_every_installed_contender_streams_every_event(run: tuple[dict[str, Any]
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(210)
 def test_rxlens_figures_are_sane(run: tuple[dict[str, Any], str]) -> None:
     data, _ = run
     for key in ("rxlens-typed", "rxlens-raw"):
@@ -69,7 +69,7 @@ def test_rxlens_figures_are_sane(run: tuple[dict[str, Any], str]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(210)
 def test_fan_in_and_goals_are_reported(run: tuple[dict[str, Any], str]) -> None:
     data, markdown = run
     (row,) = data["fanin"]["rxlens-typed"]
@@ -89,7 +89,7 @@ def test_fan_in_and_goals_are_reported(run: tuple[dict[str, Any], str]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(210)
 def test_recording_load_is_measured_for_every_installed_loader(
     run: tuple[dict[str, Any], str],
 ) -> None:
@@ -103,6 +103,50 @@ def test_recording_load_is_measured_for_every_installed_loader(
         assert row["events_per_s"] > 0 and row["peak_rss_mb"] > 0, loader
     assert loads["speedup_vs_typed"] > 0
     assert "### Recording load" in markdown
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(210)
+def test_mailbox_is_reported_beside_sse(run: tuple[dict[str, Any], str]) -> None:
+    data, markdown = run
+    mailbox = data["mailbox"]
+    readers = mailbox["readers"]
+    assert set(readers) == {"rxlens-sse", "rxlens-mailbox", "rxlens-mailbox-fast", "vendor-mailbox"}
+    for key in ("rxlens-sse", "rxlens-mailbox", "rxlens-mailbox-fast"):
+        throughput, latency = readers[key]["throughput"], readers[key]["latency"]
+        assert throughput["error"] is None, (key, throughput)
+        # Exactly once: every result delivered, none twice.
+        assert throughput["events"] == throughput["expected"] == mailbox["n"]
+        assert throughput["lost"] == 0 and throughput["duplicated"] == 0
+        assert throughput["events_per_s"] > 0
+        assert latency["error"] is None, (key, latency)
+        assert latency["events"] == latency["expected"] == mailbox["latency_n"]
+        assert latency["lost"] == 0 and latency["duplicated"] == 0
+        assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    vendor = readers["vendor-mailbox"]
+    if vendor["throughput"].get("events_per_s") is None:
+        # Not measurable within its bounds: then the table says so, with the reason.
+        assert vendor["throughput"]["error"]
+        assert "| n/a | n/a | n/a | n/a: " in markdown
+    else:
+        assert vendor["throughput"]["lost"] == 0 and vendor["throughput"]["duplicated"] == 0
+    assert "### Mailbox beside SSE" in markdown
+    for row in readers.values():
+        assert f"| {row['label']} |" in markdown
+    # Beside the SSE figures of the main table (rxlens typed from the lean server).
+    assert "rxlens typed over SSE from the lean benchmark server" in markdown
+
+
+def test_mailbox_markdown_reports_an_unmeasured_reader_as_n_a() -> None:
+    from benchmarks.mailbox import markdown
+
+    row = {
+        "label": "vendor SDK, mailbox",
+        "throughput": {"error": "killed after 90 s"},
+        "latency": {"error": "killed after 90 s"},
+    }
+    text = markdown({"n": 10, "latency_n": 5, "rate": 100.0, "server": "x", "readers": {"v": row}})
+    assert "| vendor SDK, mailbox | n/a | n/a | n/a | n/a: killed after 90 s |" in text
 
 
 def test_recording_load_child_loads_every_event(tmp_path: Path) -> None:

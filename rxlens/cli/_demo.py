@@ -1,13 +1,16 @@
 """``rxlens demo``: rxlens at work in a minute, with no API key.
 
 It starts the embedded Lens emulator, creates an Activity Monitor-like session and a Machine
-State-like session, consumes both with the canonical pipeline (``LensClient.events``: connect,
-heartbeat timeout, resume, until end) merged into one stream, and shows, as it happens: the
-connection state of each session, events per second, the results per label in time windows
-with the majority vote of each window, and alert edges. Partway through, the emulator drops
-the Activity Monitor connection mid-frame; the view shows the resume and the loss and
-duplication it *measured*, by matching what the pipeline delivered against the emulator's own
-log of what it sent.
+State-like session that write to the SSE consumer and a third, Machine State-like, whose lens
+writes to the ``session.read`` mailbox, consumes all three with the canonical pipeline
+(``LensClient.events(..., channel="auto")``, which picks each session's channel and says so)
+merged into one stream, and shows, as it happens: the channel and connection state of each
+session, events per second, the results per label in time windows with the majority vote of
+each window, and alert edges. Partway through, the emulator drops the Activity Monitor
+connection mid-frame, and the mailbox connection while a ``session.read`` is in flight (the
+lost batch, recovered or reported by the lost-batch policy); the view shows each resume and the
+loss and duplication it *measured*, by matching what the pipeline delivered against the
+emulator's own log of what it sent (by content: SSE ids and mailbox cursors are not compared).
 
 With ``--session-id`` (and an API key) it shows the same view for real sessions.
 
@@ -22,6 +25,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -62,13 +66,18 @@ examples:
   rxlens demo                          # 30 s against the embedded emulator, no key needed
   rxlens demo --seconds 10 --window 3  # shorter, with 3 s windows
   rxlens demo --faults ids=false       # see what a resume cannot do without event ids
+  rxlens demo --on-lost warn           # the mailbox's lost batch reported, not recovered
   ATAI_API_KEY=... rxlens demo --session-id lsn-abc --seconds 120   # a real session
 
 The demo exits 0 when it ran to its end (see 'rxlens --help' for the other exit codes).
 """
 
-#: The lens behind each demo session, and how many events per second it produces.
-DEMO_SESSIONS = (("activity", "activity-monitor", 4.0), ("machine", "machine-state", 5.0))
+#: Each demo session: its name, lens, events per second, and the channel its lens writes to.
+DEMO_SESSIONS = (
+    ("activity", "activity-monitor", 4.0, "sse"),
+    ("machine", "machine-state", 5.0, "sse"),
+    ("pump", "machine-state", 3.0, "mailbox"),
+)
 #: The share of a window's results the winning label needs (0: the most common label wins,
 #: unless two tie). The Activity Monitor's six activities rarely reach a half.
 VOTE_SHARE = 0.0
@@ -79,14 +88,17 @@ ALERT_HOLD = 1.0
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="see rxlens work: two emulated sessions, live analytics, a drop and its resume",
+        help="see rxlens work: three emulated sessions (SSE and mailbox), live analytics, "
+        "drops and their resumes",
         description=(
             "Run the embedded Lens emulator with an Activity Monitor-like and a Machine "
-            "State-like session, consume both with the canonical pipeline and show connection "
-            "states, events/s, results per label per window, the majority vote of each "
-            "window and alert edges. Partway through, a connection is dropped and the resume "
-            "is shown with the loss and duplication it measured. Ends by itself. With "
-            "--session-id it shows real sessions instead (needs an API key)."
+            "State-like session on the SSE channel and a Machine State-like one on the "
+            "session.read mailbox, consume them with the canonical pipeline (channel='auto') "
+            "and show each session's channel, connection states, events/s, results per label "
+            "per window, the majority vote of each window and alert edges. Partway through, "
+            "an SSE and the mailbox connection are dropped and each resume is shown with the "
+            "loss and duplication it measured. Ends by itself. With --session-id it shows "
+            "real sessions instead (needs an API key)."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -117,6 +129,16 @@ def register(subparsers: Any) -> None:
         default="",
         metavar="SPEC",
         help="extra emulator faults for the Activity Monitor session (as in 'rxlens serve')",
+    )
+    parser.add_argument(
+        "--on-lost",
+        choices=("replay", "warn"),
+        default="replay",
+        help=(
+            "the mailbox session's lost-batch policy: 'replay' reads again under a fresh "
+            "client_id and skips what was delivered (exactly once; the demo's default), "
+            "'warn' reports the possible loss (the library's default)"
+        ),
     )
     parser.add_argument(
         "--plain",
@@ -218,6 +240,11 @@ class Track:
     session_id: str
     name: str
     lens: str
+    #: The channel read: "sse" or "mailbox" (as the client announced it; "?" until then).
+    channel: str = "?"
+    #: Why the client chose it, and the mailbox's lost-batch policy (None: not a mailbox).
+    channel_why: str = ""
+    on_lost: str | None = None
     state: str = "starting"
     events: int = 0
     rate: float = 0.0
@@ -294,16 +321,21 @@ class DemoView:
         with self.lock:
             track = self.tracks[session_id]
             track.state = state.kind
+            chosen = _CHANNEL_NOTE.match(state.note) if state.kind == "connecting" else None
+            if chosen is not None and track.channel == "?":
+                track.channel, track.channel_why = chosen.group(1), chosen.group(2)
+                self.say(f"{track.name}: reading the {track.channel} channel ({track.channel_why})")
             if state.kind == "backing_off":
                 track.drops += 1
                 if track.dropped_at is None:
                     track.dropped_at = time.monotonic()
                     track.dropped_after = track.last_sent_id
                     track.reopened_in = None
-                reason = type(state.error).__name__ if state.error else "closed"
+                reason = _error_name(state.error) if state.error else "closed"
                 delay = 0.0 if state.delay is None else state.delay
+                where = "cursor" if track.channel == "mailbox" else "id"
                 self.say(
-                    f"{track.name}: connection lost after id "
+                    f"{track.name}: connection lost after {where} "
                     f"{track.last_id or track.last_sent_id or '-'} "
                     f"({reason}); reconnecting in {delay:.1f} s"
                 )
@@ -312,9 +344,10 @@ class DemoView:
                 track.dropped_at = None
                 track.checking = True
                 cursor = state.last_event_id or "none"
+                kind = "mailbox cursor" if track.channel == "mailbox" else "Last-Event-ID"
                 self.say(
                     f"{track.name}: connection open again in {track.reopened_in:.1f} s "
-                    f"(Last-Event-ID: {cursor})"
+                    f"({kind}: {cursor})"
                 )
                 if track.sent_log is None:
                     self._resumed(track, None)
@@ -322,7 +355,7 @@ class DemoView:
                 self.say(f"{track.name}: gave up: {state.error}")
             elif state.kind == "open" and not track.connected:
                 track.connected = True
-                self.say(f"{track.name}: connected")
+                self.say(f"{track.name}: connected ({track.channel})")
 
     def on_event(self, event: LensEvent) -> None:
         sid = event.session_id or ""
@@ -381,6 +414,10 @@ class DemoView:
 
     def on_window(self, window: Sequence[LensEvent]) -> None:
         with self.lock:
+            if not window and self.elapsed() >= self.seconds:
+                # The flush at the end, after the sessions were destroyed: nothing to show
+                # (the mailbox ends a moment after SSE: it learns of the end by asking).
+                return
             counts: dict[str, Counter[Hashable]] = {}
             votes: dict[str, Hashable | None] = {}
             for sid in self.tracks:
@@ -426,7 +463,7 @@ class DemoView:
     def status_line(self) -> str:
         with self.lock:
             parts = [
-                f"{t.name} {t.state} {t.rate:.1f} ev/s "
+                f"{t.name} {t.channel} {t.state} {t.rate:.1f} ev/s "
                 f"({t.events} events, last id {t.last_id or '-'})"
                 for t in self.tracks.values()
             ]
@@ -449,6 +486,7 @@ class DemoView:
                 "",
                 "session",
                 "lens",
+                "channel",
                 "connection",
                 "events/s",
                 "events",
@@ -462,6 +500,7 @@ class DemoView:
                     t.name,
                     short_id(t.session_id, 20),
                     t.lens,
+                    t.channel + (f" (lost batch: {t.on_lost})" if t.on_lost else ""),
                     Text(t.state, style=style),
                     f"{t.rate:.1f}",
                     str(t.events),
@@ -493,6 +532,18 @@ class DemoView:
             resume_text = Text("resumes: " + ("; ".join(resumes) if resumes else "none yet"))
             log = Text("\n".join(self.lines), style="dim")
         return Group(head, sessions, windows, alerts, resume_text, log)
+
+
+#: The client's note on the first ``connecting`` state of ``events(channel="auto")``.
+_CHANNEL_NOTE = re.compile(r"reading the (sse|mailbox) channel: (.*)\Z", re.DOTALL)
+
+
+def _error_name(error: BaseException) -> str:
+    """The name of the error's first public class (a private subclass says nothing)."""
+    for cls in type(error).__mro__:
+        if not cls.__name__.startswith("_"):
+            return cls.__name__
+    return type(error).__name__
 
 
 def _label(event: Any) -> str | None:
@@ -547,7 +598,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_emulated(args: argparse.Namespace, out: IO[str], plain: bool) -> int:
-    from rxlens.emulator import Faults, LensEmulator
+    from rxlens.emulator import Faults, LensEmulator, MailboxFaults
 
     extra = Faults.parse(args.faults) if args.faults else Faults()
     # Drop the Activity Monitor connection once, partway through: after about 40 % of the
@@ -555,18 +606,30 @@ def _run_emulated(args: argparse.Namespace, out: IO[str], plain: bool) -> int:
     activity_rate = DEMO_SESSIONS[0][2]
     drop_after = max(3, int(activity_rate * args.seconds * 0.4))
     drop = dataclasses.replace(extra, drop_after=drop_after, drops=1)
+    # The mailbox's drop comes once its connection delivered about half of its messages, on
+    # the next read that finds some: the server moves the reader's position, then the
+    # connection dies before the reply leaves (the batch no client can see was taken).
+    mailbox_rate = DEMO_SESSIONS[2][2]
+    mailbox_drop_after = max(3, int(mailbox_rate * args.seconds * 0.5))
+    mailbox_drop = MailboxFaults(drop_after=mailbox_drop_after, drops=1)
     # replay="all": a reader without Last-Event-ID starts at the first event, so the measure
     # covers everything the sessions produced.
     with LensEmulator(heartbeat_interval=1.0, replay="all", seed=7) as emu:
         tracks = []
-        for name, lens, per_second in DEMO_SESSIONS:
+        for name, lens, per_second, channel in DEMO_SESSIONS:
+            mailbox = channel == "mailbox"
             sid = emu.create_session(
                 lens,
                 rate=per_second,
                 faults=drop if name == "activity" else None,
+                # The lens config then names its writer: channel="auto" reads it from there.
+                channel="mailbox" if mailbox else "sse",
+                mailbox_faults=mailbox_drop if mailbox else None,
             )
-            track = Track(sid, name, lens)
-            track.sent_log = SentLog(functools.partial(emu.events, sid))
+            track = Track(sid, name, lens, on_lost=args.on_lost if mailbox else None)
+            # Matched by content against the log of the channel the lens writes to.
+            read = emu.mailbox_events if mailbox else emu.events
+            track.sent_log = SentLog(functools.partial(read, sid))
             tracks.append(track)
         client = LensClient(api_key=emu.api_key, base_url=emu.base_url)
         title = f"Lens emulator at {emu.base_url} (no API key needed)"
@@ -575,10 +638,18 @@ def _run_emulated(args: argparse.Namespace, out: IO[str], plain: bool) -> int:
         )
         if plain:
             print(f"rxlens demo: {title}", file=out)
-            for t in tracks:
-                print(f"  {t.name}: session {t.session_id}, lens {t.lens}", file=out)
+            for (_, _, _, channel), t in zip(DEMO_SESSIONS, tracks, strict=True):
+                where = "the session.read mailbox" if channel == "mailbox" else "SSE"
+                policy = f", lost batch: {t.on_lost}" if t.on_lost else ""
+                print(
+                    f"  {t.name}: session {t.session_id}, lens {t.lens} (writes to {where}), "
+                    f'read with channel="auto"{policy}',
+                    file=out,
+                )
             print(
-                f"  the {tracks[0].name} connection will be dropped after {drop_after} events",
+                f"  the {tracks[0].name} connection will be dropped after {drop_after} events, "
+                f"the {tracks[2].name} connection once it delivered {mailbox_drop_after} "
+                "messages, while a session.read is in flight",
                 file=out,
                 flush=True,
             )
@@ -589,7 +660,7 @@ def _run_emulated(args: argparse.Namespace, out: IO[str], plain: bool) -> int:
             for t in tracks:
                 emu.destroy(t.session_id)
 
-        _drive(view, client, tracks, args, finish=finish, heartbeat=5.0)
+        _drive(view, client, tracks, args, finish=finish, heartbeat=5.0, auto=True)
         client.close()
         _print_summary(view, out, measured=True)
     return 0
@@ -601,7 +672,11 @@ def _run_real(args: argparse.Namespace, out: IO[str], plain: bool) -> int:
         # A missing or rejected key, an unknown session or an unreachable server is reported
         # as one line before the view starts.
         check_session(client, session_id)
-    tracks = [Track(sid, f"s{i + 1}", "lens session") for i, sid in enumerate(args.session_id)]
+    # check_session made sure each lens writes to SSE: that is the channel read.
+    tracks = [
+        Track(sid, f"s{i + 1}", "lens session", channel="sse")
+        for i, sid in enumerate(args.session_id)
+    ]
     title = f"Lens API at {client.base_url}"
     view = DemoView(
         tracks, window=args.window, seconds=args.seconds, title=title, out=out, plain=plain
@@ -631,8 +706,12 @@ def _drive(
     finish: Callable[[], None] | None,
     heartbeat: float,
     follow: bool = False,
+    auto: bool = False,
 ) -> None:
-    """Subscribe the pipeline, show the view until the time is up, then end it."""
+    """Subscribe the pipeline, show the view until the time is up, then end it.
+
+    ``auto``: each session read with ``channel="auto"`` (the client picks its channel and
+    says which); otherwise the SSE consumer, already checked."""
     alert_label = args.alert_label
 
     def alerting(result: LensEvent) -> bool:
@@ -652,11 +731,15 @@ def _drive(
 
         sources[t.session_id] = client.events(
             t.session_id,
-            check_channel=False,  # real sessions: check_session did it; emulated ones use SSE
+            # Real sessions: check_session checked the channel; emulated ones let "auto"
+            # choose it (from the lens metadata) and announce it in the first state.
+            channel="auto",
+            check_channel=auto,
             follow=follow,
             heartbeat_timeout=heartbeat,
             policy=command_policy(opened),
             on_state=on_state,
+            on_lost="replay" if t.on_lost == "replay" else "warn",
         )
     merged = merge_sessions(sources).pipe(ops.publish())
     results = merged.pipe(only_results())
@@ -737,7 +820,10 @@ def _print_summary(view: DemoView, out: IO[str], *, measured: bool) -> None:
     with view.lock:
         lines = [f"summary after {view.elapsed():.1f} s:"]
         for t in view.tracks.values():
-            line = f"  {t.name:<9} {t.session_id}  {t.lens:<17} {t.events} events delivered"
+            line = (
+                f"  {t.name:<9} {t.session_id}  {t.lens:<17} {t.channel:<7} "
+                f"{t.events} events delivered"
+            )
             if measured and t.sent_log is not None:
                 measure = view.measure(t)
                 line += f", {measure.sent} sent: {measure}"
@@ -745,6 +831,8 @@ def _print_summary(view: DemoView, out: IO[str], *, measured: bool) -> None:
                 line += f"; failed: {t.failed}"
             lines.append(line)
             drops = f"{t.drops} drop" + ("" if t.drops == 1 else "s")
+            if t.on_lost:
+                drops += f" (lost batch: {t.on_lost})"
             lines.append(f"  {'':<9} {drops}" + "".join(f"; {r}" for r in t.resumes))
         lines.append(f"  windows of {view.window:g} s: {len(view.windows)}")
         for w in view.windows:

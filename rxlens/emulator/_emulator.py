@@ -371,9 +371,17 @@ class LensEmulator:
 
     def events(self, session_id: str) -> list[tuple[int, Any]]:
         """The events still in a session's log: ``(id, payload)``, decoded when JSON."""
+        return self._logged(session_id, mailbox=False)
+
+    def mailbox_events(self, session_id: str) -> list[tuple[int, Any]]:
+        """The messages still in a session's ``session.read`` mailbox: ``(id, payload)``,
+        decoded when JSON (what :meth:`events` is for the SSE stream)."""
+        return self._logged(session_id, mailbox=True)
+
+    def _logged(self, session_id: str, *, mailbox: bool) -> list[tuple[int, Any]]:
         session = self._session(session_id)
         with session.cond:
-            log = session.log
+            log = session.mailbox_log if mailbox else session.log
             raw = [(i, log.get(i)) for i in range(log.first_id, log.last_id + 1)]
         out: list[tuple[int, Any]] = []
         for event_id, data in raw:
