@@ -1,11 +1,15 @@
-"""``rxlens demo``: end to end in a subprocess, and the loss/duplication measure it prints."""
+"""``rxlens demo``: end to end through the real ``rxlens`` console script in a subprocess, and
+the loss/duplication measure it prints (SSE sessions and a mailbox session)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -14,23 +18,35 @@ from hypothesis import strategies as st
 from rxlens.cli import main
 from rxlens.cli._demo import SentLog, content_key, tally
 
-# The console script's entry point, run the way `rxlens demo` runs it.
+ROOT = Path(__file__).resolve().parent.parent
+# The console script's entry point, for when the installed script is not on PATH.
 ENTRY = "import sys; from rxlens.cli import main; sys.exit(main())"
 
 
 def _demo(*args: str) -> subprocess.Popen[str]:
+    # The installed `rxlens` script, importing this checkout (PYTHONPATH), as a user runs it.
+    script = shutil.which("rxlens")
+    command = [script] if script else [sys.executable, "-c", ENTRY]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen(
-        [sys.executable, "-c", ENTRY, "demo", "--seconds", "6", "--window", "2", *args],
+        [*command, "demo", "--seconds", "6", "--window", "2", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
 @pytest.fixture(scope="module")
 def runs() -> Iterator[dict[str, tuple[int, str, str]]]:
-    """Two demos run side by side: the default one, and one whose server sends no ids."""
-    procs = {"default": _demo(), "no-ids": _demo("--faults", "ids=false")}
+    """Three demos run side by side: the default one, one whose server sends no ids, and one
+    whose mailbox session reports its lost batch instead of replaying it."""
+    procs = {
+        "default": _demo(),
+        "no-ids": _demo("--faults", "ids=false"),
+        "warn": _demo("--on-lost", "warn"),
+    }
     out: dict[str, tuple[int, str, str]] = {}
     try:
         for name, proc in procs.items():
@@ -52,9 +68,33 @@ def test_demo_runs_to_a_clean_exit_without_a_terminal(
     assert "Traceback" not in stderr
     # Plain lines (no terminal): no escape codes.
     assert "\x1b[" not in stdout
-    assert "activity: connected" in stdout and "machine: connected" in stdout
-    assert re.search(r"window 1: activity .* -> vote .* \| machine .* -> vote ", stdout)
+    assert "activity: connected (sse)" in stdout and "machine: connected (sse)" in stdout
+    assert "pump: connected (mailbox)" in stdout
+    assert re.search(
+        r"window 1: activity .* -> vote .* \| machine .* -> vote .* \| pump .* -> vote ", stdout
+    )
     assert "summary after" in stdout
+
+
+def test_demo_shows_the_channel_each_session_uses(runs: dict[str, tuple[int, str, str]]) -> None:
+    _, stdout, _ = runs["default"]
+    # Every session is read with channel="auto": the client chose, and the demo says what.
+    assert re.search(
+        r"pump: session lsn-\w+, lens machine-state \(writes to the session.read "
+        r'mailbox\), read with channel="auto", lost batch: replay',
+        stdout,
+    )
+    assert "activity: reading the sse channel (the lens writes to server_sent_events_writer)" in (
+        stdout
+    )
+    assert "machine: reading the sse channel (" in stdout
+    assert "pump: reading the mailbox channel (the lens writes to mailbox_writer)" in stdout
+    status = re.search(
+        r"status: activity sse open .* \| machine sse open .* \| pump mailbox ", stdout
+    )
+    assert status, stdout
+    for name, channel in (("activity", "sse"), ("machine", "sse"), ("pump", "mailbox")):
+        assert re.search(rf"  {name} +lsn-\w+ +[\w-]+ +{channel} +\d+ events delivered", stdout)
 
 
 def test_demo_shows_the_injected_drop_and_a_measured_exact_resume(
@@ -71,13 +111,54 @@ def test_demo_shows_the_injected_drop_and_a_measured_exact_resume(
     assert float(resumed.group(2)) < 5.0
     assert resumed.group(3, 4) == ("0", "0")
     # The summary compares every event each emulated session sent with what was delivered.
-    for name in ("activity", "machine"):
+    for name in ("activity", "machine", "pump"):
         line = re.search(
             rf"  {name} .* (\d+) events delivered, (\d+) sent: 0 lost, 0 duplicated", stdout
         )
         assert line, stdout
         delivered, sent = int(line.group(1)), int(line.group(2))
         assert delivered == sent > 10
+
+
+def test_demo_shows_the_mailbox_drop_and_its_exact_replay(
+    runs: dict[str, tuple[int, str, str]],
+) -> None:
+    _, stdout, _ = runs["default"]
+    lost = re.search(
+        r"pump: connection lost after cursor ([0-9a-f]+):(\d+) \(TransportError\)", stdout
+    )
+    assert lost, stdout
+    # drop_after = 3 messages/s * 6 s * 0.5: the drop comes at the next read finding messages.
+    assert int(lost.group(2)) >= 9
+    # The replay reads again from the start under a fresh client_id (cursor at 0)...
+    reopened = re.search(
+        r"pump: connection open again in \S+ s \(mailbox cursor: ([0-9a-f]+):0\)", stdout
+    )
+    assert reopened and reopened.group(1) != lost.group(1), stdout
+    # ... and skips what was delivered: the lost batch arrives, nothing twice.
+    resumed = re.search(r"pump: reconnected after id (\d+) in \S+ s: (\d+) lost, (\d+) dup", stdout)
+    assert resumed and resumed.group(2, 3) == ("0", "0"), stdout
+    assert re.search(r"1 drop \(lost batch: replay\); reconnected after id \d+", stdout)
+    assert "may be lost" not in stdout
+
+
+def test_demo_counts_the_lost_batch_when_the_policy_only_warns(
+    runs: dict[str, tuple[int, str, str]],
+) -> None:
+    code, stdout, stderr = runs["warn"]
+    assert code == 0, stderr
+    assert "lost batch: warn" in stdout
+    assert "warning: rxlens mailbox: the connection dropped while a session.read was in flight" in (
+        stdout
+    )
+    # Counted against the emulator's mailbox, by content: the batch the server took and never
+    # sent is missing, and nothing else.
+    pump = re.search(r"  pump .* (\d+) events delivered, (\d+) sent: (\d+) lost, 0 dup", stdout)
+    assert pump, stdout
+    delivered, sent, lost = map(int, pump.groups())
+    assert lost >= 1 and delivered + lost == sent
+    for name in ("activity", "machine"):
+        assert re.search(rf"  {name} .* events delivered, \d+ sent: 0 lost, 0 duplicated", stdout)
 
 
 def test_the_figures_are_counted_not_printed(runs: dict[str, tuple[int, str, str]]) -> None:
@@ -207,13 +288,19 @@ def test_the_live_view_renders_sessions_windows_alerts_and_resumes() -> None:
         return dataclasses.replace(from_payload(payload, id=event_id), session_id=sid)
 
     view = DemoView(
-        [Track("lsn-a", "machine", "machine-state")],
+        [Track("lsn-a", "machine", "machine-state"), Track("lsn-b", "pump", "x", on_lost="warn")],
         window=10,
         seconds=30,
         title="test",
         out=io.StringIO(),
         plain=False,
     )
+    note = "reading the sse channel: the lens writes to server_sent_events_writer"
+    view.on_state("lsn-a", ConnectionState("connecting", "u", note=note))
+    view.on_state(
+        "lsn-b", ConnectionState("connecting", "u", note="reading the mailbox channel: x")
+    )
+    assert (view.tracks["lsn-a"].channel, view.tracks["lsn-b"].channel) == ("sse", "mailbox")
     view.on_state("lsn-a", ConnectionState("open", "u"))
     events = [result(label, "lsn-a", str(i)) for i, label in enumerate("AAB", 1)]
     for event in events:
@@ -225,6 +312,8 @@ def test_the_live_view_renders_sessions_windows_alerts_and_resumes() -> None:
     console.print(view.render())
     text = console.export_text()
     assert "machine-state" in text and "backing_off" in text
+    assert "channel" in text and re.search(r"machine .* sse ", text)
+    assert "mailbox (lost batch: warn)" in text
     assert "A 2, B 1" in text  # results per label of the closed window
     assert "alerts (rising edges): 1" in text
     assert "connection lost after id 3 (OSError); reconnecting in 0.5 s" in text

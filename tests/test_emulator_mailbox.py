@@ -149,6 +149,26 @@ def test_a_mailbox_session_keeps_its_outputs_off_the_sse_log(emu: LensEmulator) 
         assert len(read(ws, "a")["event_data"]["messages"]) == 4
 
 
+def test_the_mailbox_log_and_its_reads_are_visible_to_tests(emu: LensEmulator) -> None:
+    # What a test (or the demo's loss count) compares a mailbox reader's deliveries with.
+    sid = emu.create_session("manual", channel="mailbox", mailbox_faults=MailboxFaults(batch=2))
+    emu.push_many(sid, [result(i) for i in range(3)])
+    emu.push_many(sid, ["not json"])
+    assert emu.mailbox_events(sid) == [
+        (1, result(0)),
+        (2, result(1)),
+        (3, result(2)),
+        (4, "not json"),
+    ]
+    assert emu.events(sid) == []  # nothing on the SSE log
+    assert emu.session_stats(sid).mailbox_reads == 0
+    with socket_of(emu, sid) as ws:
+        read(ws, "a")
+        read(ws, "a")
+    assert emu.session_stats(sid).mailbox_reads == 2
+    assert len(emu.mailbox_events(sid)) == 4  # reading takes nothing out of the log
+
+
 def test_the_lens_metadata_names_the_channel_the_session_uses(emu: LensEmulator) -> None:
     mailbox = emu.create_session("manual", channel="mailbox")
     sse = emu.create_session("manual", channel="sse")
