@@ -22,7 +22,10 @@ that the parent kills after its budget. Throughput: ``n`` results already in the
 mailbox, the clock from subscribing (connection set-up included) to the ``n``-th result.
 Latency: results pushed at ``rate`` per second once the reader is connected, each stamped with
 ``time.monotonic_ns()`` at the push (one clock for every process of the machine); the lag is
-arrival minus stamp. Every result carries its number: lost and duplicated are counted.
+arrival minus stamp. Every result carries its number: lost and duplicated are counted. The CPU
+time per drained result of the reader's process and of the emulator's says which side limits
+the throughput (throughput and latency run in a process each, so that the emulator's CPU time
+around the drain is the drain's, and the warm-up's 200 results).
 
 ``python -m benchmarks.mailbox [--quick]`` runs it alone; ``python -m benchmarks`` runs it as
 its ``mailbox`` measure.
@@ -40,7 +43,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from benchmarks.common import call_with_timeout, describe, ms, percentile
+from benchmarks.common import call_with_timeout, cpu_seconds, describe, ms, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 READERS = ("rxlens-sse", "rxlens-mailbox", "rxlens-mailbox-fast", "vendor-mailbox")
@@ -77,7 +80,8 @@ def serve(inp: IO[str], out: IO[str]) -> None:
     ``{"op": "bulk", "channel", "n"}``: a session with ``n`` results already output.
     ``{"op": "paced", "channel", "n", "rate"}``: a session that outputs ``n`` stamped results
     at ``rate`` per second, starting 0.2 s after its first reader connected (SSE) or first
-    ``session.read`` (mailbox). Each answer: ``{"session_id", "endpoint"}``.
+    ``session.read`` (mailbox). Each answer: ``{"session_id", "endpoint"}``. ``{"op": "cpu"}``:
+    ``{"cpu_s"}``, the process's CPU time so far.
     """
     from rxlens.emulator import LensEmulator
 
@@ -87,6 +91,11 @@ def serve(inp: IO[str], out: IO[str]) -> None:
         out.flush()
         for line in inp:
             command = json.loads(line)
+            if command["op"] == "cpu":
+                # CPU seconds of the emulator (every thread) so far.
+                out.write(json.dumps({"cpu_s": cpu_seconds()}) + "\n")
+                out.flush()
+                continue
             channel = command["channel"]
             sid = emu.create_session("manual", channel=channel)
             if command["op"] == "bulk":
@@ -234,12 +243,14 @@ def _vendor_read(
 
 
 def read(reader: str, base_url: str, plan: dict[str, Any]) -> None:
-    """Warm up, then print one JSON line per measure: ``throughput``, ``latency``."""
+    """Run the plan's measures (``warm_up``, untimed, ``throughput``, ``latency``, those it
+    names, in that order); print one JSON line per measure but the warm-up."""
     key = os.environ[KEY_ENV]
     timeout = float(plan["timeout"])
-    for measure in ("warm_up", "throughput", "latency"):
+    for measure in [m for m in ("warm_up", "throughput", "latency") if m in plan]:
         target = plan[measure]
         tally = Tally(int(target["n"]))
+        cpu0 = cpu_seconds()
         started = time.monotonic_ns()
         note: str | None = None
         try:
@@ -260,9 +271,11 @@ def read(reader: str, base_url: str, plan: dict[str, Any]) -> None:
             or (None if tally.finished_ns else f"timeout after {timeout:g} s")
         )
         if measure == "throughput":
+            cpu = cpu_seconds() - cpu0
             row["seconds"] = round(seconds, 3)
             count = len(tally.numbers)
             row["events_per_s"] = round(count / seconds, 1) if count and seconds > 0 else None
+            row["reader_cpu_us_per_event"] = round(cpu / count * 1e6, 1) if count else None
         else:
             row["rate"] = target["rate"]
             row["p50_ms"] = ms(percentile(tally.lags, 50))
@@ -332,17 +345,24 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     try:
         for reader in readers:
             channel = "sse" if reader == "rxlens-sse" else "mailbox"
+            # Throughput and latency in a process each, so that the emulator's CPU time
+            # around the first is the drain's (and the warm-up's 200 results).
             plan = {
                 "timeout": timeout,
                 "warm_up": {**server.ask(op="bulk", channel=channel, n=WARM_UP), "n": WARM_UP},
                 "throughput": {**server.ask(op="bulk", channel=channel, n=n), "n": n},
-                "latency": {
-                    **server.ask(op="paced", channel=channel, n=latency_n, rate=rate),
-                    "n": latency_n,
-                    "rate": rate,
-                },
             }
-            rows[reader] = _read_child(reader, server, plan, 3 * timeout + latency_n / rate + 30)
+            cpu0 = server.ask(op="cpu")["cpu_s"]
+            found = _read_child(reader, server, plan, 2 * timeout + 30)
+            throughput = found.get("throughput", {"error": found["note"]})
+            if throughput.get("events"):
+                cpu = server.ask(op="cpu")["cpu_s"] - cpu0
+                throughput["server_cpu_us_per_event"] = round(cpu / throughput["events"] * 1e6, 1)
+            paced = server.ask(op="paced", channel=channel, n=latency_n, rate=rate)
+            plan = {"timeout": timeout, "latency": {**paced, "n": latency_n, "rate": rate}}
+            found = _read_child(reader, server, plan, timeout + latency_n / rate + 30)
+            latency = found.get("latency", {"error": found["note"]})
+            rows[reader] = {"label": LABELS[reader], "throughput": throughput, "latency": latency}
     finally:
         server.close()
     return {**head, "seconds": round(time.monotonic() - started, 1), "readers": rows}
@@ -372,13 +392,14 @@ def _read_child(
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
         err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
         note = f"killed after {budget:g} s"
-    found = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    row: dict[str, Any] = {"label": LABELS[reader]}
-    for measure in ("throughput", "latency"):
-        mine = [r for r in found if r.get("measure") == measure]
-        tail = err.strip().splitlines()[-1:]
-        row[measure] = mine[0] if mine else {"error": note or " ".join(tail) or "no result"}
-    return row
+    found: dict[str, Any] = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            found[row["measure"]] = row
+    tail = err.strip().splitlines()[-1:]
+    found["note"] = note or " ".join(tail) or "no result"
+    return found
 
 
 def _cell(row: dict[str, Any], field: str, digits: int = 1) -> str:
@@ -396,20 +417,22 @@ def markdown(result: dict[str, Any], sse: dict[str, Any] | None = None) -> str:
         f"{result['rate']:g} results/s over {result['latency_n']:,})",
         "",
         f"Both channels served by the {result['server']}, so that they are compared on one "
-        "server; the mailbox is polled, so its latency is the reader's polling.",
+        "server; the mailbox is polled, so its latency is the reader's polling. CPU per "
+        "drained result, of the reader's process and of the emulator's, says which side limits.",
         "",
     ]
     if result.get("error"):
         return "\n".join([*lines, f"Not measured: {result['error']}"]) + "\n"
     lines += [
-        "| reader | events/s | latency p50 / p99 ms | lost / duplicated | note |",
-        "|---|---:|---:|---:|---|",
+        "| reader | events/s | CPU us/event: reader / emulator | latency p50 / p99 ms "
+        "| lost / duplicated | note |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for row in result["readers"].values():
         tp, lat = row["throughput"], row["latency"]
         if tp.get("events_per_s") is None and lat.get("p50_ms") is None:
             reason = tp.get("error") or lat.get("error") or "no result"
-            lines.append(f"| {row['label']} | n/a | n/a | n/a | n/a: {reason} |")
+            lines.append(f"| {row['label']} | n/a | n/a | n/a | n/a | n/a: {reason} |")
             continue
         counts = [tp, lat]
         lost = sum(int(r.get("lost", 0)) for r in counts)
@@ -418,6 +441,7 @@ def markdown(result: dict[str, Any], sse: dict[str, Any] | None = None) -> str:
         notes = "; ".join(f"{m}: {r['error']}" for m, r in named if r.get("error"))
         lines.append(
             f"| {row['label']} | {_cell(tp, 'events_per_s', 0)} "
+            f"| {_cell(tp, 'reader_cpu_us_per_event')} / {_cell(tp, 'server_cpu_us_per_event')} "
             f"| {_cell(lat, 'p50_ms', 2)} / {_cell(lat, 'p99_ms', 2)} "
             f"| {lost:,} / {dup:,} | {notes} |"
         )

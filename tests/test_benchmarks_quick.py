@@ -23,7 +23,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=200,  # the mailbox measure added about 20 s
+        timeout=200,  # the mailbox measure added about 25 s
     )
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads((out / "latest.json").read_text())
@@ -119,6 +119,9 @@ def test_mailbox_is_reported_beside_sse(run: tuple[dict[str, Any], str]) -> None
         assert throughput["events"] == throughput["expected"] == mailbox["n"]
         assert throughput["lost"] == 0 and throughput["duplicated"] == 0
         assert throughput["events_per_s"] > 0
+        # Whose CPU the drain took: the reader's process and the emulator's.
+        assert throughput["reader_cpu_us_per_event"] > 0
+        assert throughput["server_cpu_us_per_event"] > 0
         assert latency["error"] is None, (key, latency)
         assert latency["events"] == latency["expected"] == mailbox["latency_n"]
         assert latency["lost"] == 0 and latency["duplicated"] == 0
@@ -127,7 +130,7 @@ def test_mailbox_is_reported_beside_sse(run: tuple[dict[str, Any], str]) -> None
     if vendor["throughput"].get("events_per_s") is None:
         # Not measurable within its bounds: then the table says so, with the reason.
         assert vendor["throughput"]["error"]
-        assert "| n/a | n/a | n/a | n/a: " in markdown
+        assert "| n/a | n/a | n/a | n/a | n/a: " in markdown
     else:
         assert vendor["throughput"]["lost"] == 0 and vendor["throughput"]["duplicated"] == 0
     assert "### Mailbox beside SSE" in markdown
@@ -146,7 +149,7 @@ def test_mailbox_markdown_reports_an_unmeasured_reader_as_n_a() -> None:
         "latency": {"error": "killed after 90 s"},
     }
     text = markdown({"n": 10, "latency_n": 5, "rate": 100.0, "server": "x", "readers": {"v": row}})
-    assert "| vendor SDK, mailbox | n/a | n/a | n/a | n/a: killed after 90 s |" in text
+    assert "| vendor SDK, mailbox | n/a | n/a | n/a | n/a | n/a: killed after 90 s |" in text
 
 
 def test_recording_load_child_loads_every_event(tmp_path: Path) -> None:
