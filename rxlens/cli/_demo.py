@@ -528,7 +528,7 @@ class DemoView:
             alerts = Text(f"alerts (rising edges): {len(self.alerts)}")
             for at, name, label in self.alerts[-3:]:
                 alerts.append(f"\n  {at:5.1f}s  {name}  {_short(label, 50)}")
-            resumes = [line for t in self.tracks.values() for line in t.resumes[-2:]]
+            resumes = [f"{t.name} {line}" for t in self.tracks.values() for line in t.resumes[-2:]]
             resume_text = Text("resumes: " + ("; ".join(resumes) if resumes else "none yet"))
             log = Text("\n".join(self.lines), style="dim")
         return Group(head, sessions, windows, alerts, resume_text, log)
