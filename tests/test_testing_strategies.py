@@ -53,7 +53,10 @@ def test_every_kind_is_drawn() -> None:
     seen: collections.Counter[str] = collections.Counter()
     shapes: collections.Counter[str] = collections.Counter()
 
-    @examples(400, database=None)
+    # Derandomized: a coverage count over random draws is otherwise a lottery (it missed the
+    # percent and probability shapes once in a loaded run); a fixed sequence can only fail
+    # when the strategy changes.
+    @examples(400, database=None, derandomize=True)
     @given(lens_events(malformed=True))
     def draw(event: LensEvent) -> None:
         seen[kind_of(event)] += 1
