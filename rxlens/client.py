@@ -28,8 +28,8 @@ from rxlens.errors import (
     RxLensError,
 )
 from rxlens.events import LensEvent, OnMalformed
+from rxlens.operators import events_preset, resume, typed, typed_heartbeat_timeout
 from rxlens.operators import merge_sessions as _merge_sessions
-from rxlens.operators import resume, typed, typed_heartbeat_timeout, until_end
 from rxlens.retry import RetryPolicy
 from rxlens.sse import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -414,13 +414,21 @@ class LensClient:
                 on_malformed=on_malformed,
                 on_state=on_state,
             )
-            live: Observable[LensEvent] = source
-            if heartbeat_timeout is not None:
-                live = source._heartbeat(heartbeat_timeout, scheduler)
             notes = _LossNotes(session_id, source, on_state)
-            once = live.pipe(
-                resume(policy, cursor=source, on_state=notes, scheduler=backoff),
-                until_end(),
+            # typed -> heartbeat_timeout -> resume -> until_end, fused into one operator that
+            # the SSE source feeds a read chunk at a time (the composed operators are its
+            # reference, held equal by a property test).
+            once = source.sse.pipe(
+                events_preset(
+                    heartbeat_timeout=heartbeat_timeout,
+                    policy=policy,
+                    cursor=source,
+                    on_malformed=on_malformed,
+                    on_unidentified=source._note_unidentified,
+                    on_state=notes,
+                    heartbeat_scheduler=scheduler,
+                    scheduler=backoff,
+                )
             )
             return _follow(once, running) if follow else once
 
