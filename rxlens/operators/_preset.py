@@ -21,11 +21,14 @@ from rxlens.retry import RetryPolicy
 from rxlens.sse import Cursor, Event, StateCallback, fused_resume
 
 
+
 def events_preset(
     *,
     heartbeat_timeout: float | None = 15.0,
     policy: RetryPolicy | None = None,
     cursor: Cursor | None = None,
+    remember: int | None = None,
+    remember_bytes: int | None = None,
     on_malformed: OnMalformed = "emit",
     on_unidentified: Callable[[LensEvent], None] | None = None,
     on_state: StateCallback | None = None,
@@ -33,8 +36,10 @@ def events_preset(
     scheduler: abc.SchedulerBase | None = None,
 ) -> Callable[[Observable[Event]], Observable[LensEvent]]:
     """``typed(on_malformed, on_unidentified=...)`` -> ``heartbeat_timeout(heartbeat_timeout,
-    heartbeat_scheduler)`` -> ``resume(policy, cursor=..., on_state=..., scheduler=...)`` ->
-    ``until_end()``, as one operator (``heartbeat_timeout=None`` leaves the heartbeat out).
+    heartbeat_scheduler)`` -> ``resume(policy, cursor=..., remember=..., remember_bytes=...,
+    on_state=..., scheduler=...)`` ->
+    ``until_end()``, as one operator (``heartbeat_timeout=None`` leaves the heartbeat out;
+    ``remember`` and ``remember_bytes`` default to ``resume``'s).
 
     Same events, errors, states, notes and times as the four composed; see each of them for
     the rules. Frames from an :class:`rxlens.sse.SSESource` or
@@ -57,6 +62,11 @@ def events_preset(
     def step(sub_scheduler: abc.SchedulerBase | None) -> Callable[[Event], LensEvent | None]:
         return _frame_step(on_malformed, on_unidentified, sub_scheduler)
 
+    memory = {}
+    if remember is not None:
+        memory["remember"] = remember
+    if remember_bytes is not None:
+        memory["remember_bytes"] = remember_bytes
     return fused_resume(
         step,
         step_errors=(MalformedEventError,),
@@ -65,6 +75,7 @@ def events_preset(
         end_type=StreamEnd,
         policy=policy,
         cursor=cursor,
+        **memory,
         on_state=on_state,
         scheduler=scheduler,
     )

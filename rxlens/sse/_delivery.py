@@ -37,8 +37,9 @@ class FrameObserver(abc.ObserverBase[Event]):
     """
 
     @abstractmethod
-    def on_frames(self, frames: Sequence[Event]) -> None:
-        """Handle one read chunk's frames, in order."""
+    def on_frames(self, frames: Sequence[Event]) -> bool:
+        """Handle one read chunk's frames, in order; return True when it was disposed with
+        frames left (where a source's own loop would have stopped)."""
 
 
 def deliver(
@@ -57,8 +58,8 @@ def deliver(
     """
     try:
         if isinstance(observer, FrameObserver):
-            if events:
-                observer.on_frames(events)
+            if events and observer.on_frames(events):
+                return StreamClosed("disposed")
             return None
         on_next = observer.on_next
         for event in events:

@@ -160,8 +160,8 @@ class _Link(FrameObserver):
 
     # -- from the source ------------------------------------------------------------------------
 
-    def on_frames(self, frames: Sequence[Event]) -> None:
-        self.run.frames(self, frames, self.run.chunked)
+    def on_frames(self, frames: Sequence[Event]) -> bool:
+        return self.run.frames(self, frames, self.run.chunked)
 
     def on_next(self, value: Event) -> None:
         # From an ordinary source, which moved its own cursor.
@@ -440,8 +440,9 @@ class _Run(Generic[_T]):
 
     def frames(
         self, link: _Link, frames: Sequence[Event], source: SSESource | AsyncSSESource | None
-    ) -> None:
+    ) -> bool:
         """Frames through every step, in order; ``source``: the cursor to move per frame.
+        Returns True when the connection was disposed with frames left.
 
         The hot path of the preset, hence one loop with its lookups hoisted: the lock is taken
         per frame (as the composed operators do), so a heartbeat that fires between two frames
@@ -463,7 +464,7 @@ class _Run(Generic[_T]):
                 if source is not None:
                     # The source's own per-frame work: stop once disposed, move the cursor.
                     if link.disposed:
-                        return
+                        return True
                     source.last_event_id = frame[2]
                 # heartbeat_timeout (and the typed step under its lock)
                 if link.stopped:
@@ -475,7 +476,7 @@ class _Run(Generic[_T]):
                     link.timer.dispose()
                     self.failed(link, error)
                     link.dispose()
-                    return
+                    continue  # the next frame finds the connection disposed
                 if item is None:
                     continue
                 # The silence is measured from the frame's arrival.
@@ -489,7 +490,7 @@ class _Run(Generic[_T]):
                 if key is not None:
                     if isinstance(key, str) and len(key) > max_id_length:
                         self.fail(EventIdTooLong(max_id_length, len(key)))
-                        return
+                        continue
                     raw = getattr(item, "raw", None)
                     content = hash(raw) if raw.__class__ is str else _content(item)
                     window = state.window
@@ -518,3 +519,4 @@ class _Run(Generic[_T]):
                         self.dispose()
                 except Exception as exc:
                     self.fail(mark_downstream(exc))
+        return False
