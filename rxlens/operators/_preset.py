@@ -21,7 +21,6 @@ from rxlens.retry import RetryPolicy
 from rxlens.sse import Cursor, Event, StateCallback, fused_resume
 
 
-
 def events_preset(
     *,
     heartbeat_timeout: float | None = 15.0,
