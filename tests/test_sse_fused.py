@@ -298,3 +298,33 @@ def test_the_preset_refuses_what_the_operators_refuse() -> None:
         events_preset(on_malformed="loud")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="seconds"):
         events_preset(heartbeat_timeout=0)
+
+
+@pytest.mark.parametrize(
+    ("memory", "oldest"),
+    [({"remember": 50}, 350), ({"remember_bytes": 49 * 67 + 60}, 351)],
+)
+def test_the_memory_forgets_the_same_ids_after_many_events(
+    memory: dict[str, int], oldest: int
+) -> None:
+    # A long run fills resume's memory (50 ids, or 49 ids of 3 characters within the bytes),
+    # then a reconnect replays from ``oldest`` (all remembered: all dropped) or from the one
+    # before it (forgotten: it and all after it are delivered again). The fused preset
+    # forgets exactly what resume forgets.
+    first = [(0, [("r1", str(n)) for n in range(100, 400)])]
+    for start, dropped in ((oldest, True), (oldest - 1, False)):
+        replay = [(1, [("r1", str(n)) for n in range(start, 400)] + [("end", None)])]
+        scenario = {
+            "connections": [(first, "drop"), (replay, "complete")],
+            "on_malformed": "emit",
+            "seconds": None,
+            "raise_at": None,
+            "cursor": True,
+            "start_id": "",
+            "memory": memory,
+        }
+        composed = run(scenario, "composed")
+        again = [entry[4] for entry in composed["seen"][300:] if entry[1] == "N"]
+        assert again == ([None] if dropped else [str(n) for n in range(start, 400)] + [None])
+        assert run(scenario, "fused, a chunk at a time") == composed
+        assert run(scenario, "fused, frame by frame") == composed

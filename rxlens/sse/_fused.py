@@ -43,12 +43,14 @@ from rxlens.sse._models import Event
 from rxlens.sse._resume import (
     DEFAULT_REMEMBER,
     DEFAULT_REMEMBER_BYTES,
+    ENTRY_OVERHEAD,
     MAX_ID_LENGTH,
     Cursor,
     _content,
     _Memory,
     _numeric_before,
     _show,
+    _size,
     _State,
 )
 from rxlens.sse._state import ConnectionState, StateCallback, StateKind, report
@@ -458,6 +460,9 @@ class _Run(Generic[_T]):
         end_type = self.end_type
         max_id_length = self.max_id_length
         memory = self.memory
+        order = memory._order
+        remember = memory._count
+        budget = memory._budget
         generation = link.generation
         for frame in frames:
             with lock:
@@ -505,7 +510,17 @@ class _Run(Generic[_T]):
                             isinstance(key, str) and _numeric_before(key, state.resumed_from)
                         ):
                             self.went_back(key)
-                    memory.add(key, content)
+                    # memory.add(key, content), inline: the per-event cost of resume.
+                    if remember:
+                        if len(order) >= remember:
+                            memory._bytes -= _size(order.popleft()[0])
+                        order.append((key, content))
+                        held = memory._bytes + ENTRY_OVERHEAD + (
+                            len(key) if key.__class__ is str else 0
+                        )
+                        while held > budget and order:
+                            held -= _size(order.popleft()[0])
+                        memory._bytes = held
                     if isinstance(key, str):
                         state.last_id = key
                 # until_end, then the subscriber
