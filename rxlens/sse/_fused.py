@@ -513,7 +513,10 @@ class _Run(Generic[_T]):
                     # memory.add(key, content), inline: the per-event cost of resume.
                     if remember:
                         if len(order) >= remember:
-                            memory._bytes -= _size(order.popleft()[0])
+                            gone = order.popleft()[0]  # _size(gone), inline
+                            memory._bytes -= ENTRY_OVERHEAD + (
+                                len(gone) if isinstance(gone, str) else 0
+                            )
                         order.append((key, content))
                         held = memory._bytes + ENTRY_OVERHEAD + (
                             len(key) if key.__class__ is str else 0
