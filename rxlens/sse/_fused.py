@@ -169,6 +169,9 @@ class _Link(FrameObserver):
         # From an ordinary source, which moved its own cursor.
         self.run.frames(self, (value,), None)
 
+    # The connection is disposed after a terminal notification even when the subscriber's own
+    # on_error or on_completed raises (as an auto-detaching observer does).
+
     def on_error(self, error: Exception) -> None:
         run = self.run
         with run.lock:
@@ -176,8 +179,10 @@ class _Link(FrameObserver):
                 return
             self.stopped = True
             self.timer.dispose()
-            run.failed(self, error)
-        self.dispose()
+            try:
+                run.failed(self, error)
+            finally:
+                self.dispose()
 
     def on_completed(self) -> None:
         run = self.run
@@ -186,8 +191,10 @@ class _Link(FrameObserver):
                 return
             self.stopped = True
             self.timer.dispose()
-            run.completed(self)
-        self.dispose()
+            try:
+                run.completed(self)
+            finally:
+                self.dispose()
 
 
 class _Run(Generic[_T]):
@@ -435,8 +442,10 @@ class _Run(Generic[_T]):
             link.stopped = True
             hsched = self.hsched
             seconds_now = float(hsched.to_seconds(hsched.now))
-            self.failed(link, HeartbeatTimeout(seconds, seconds_now - (now - link.last)))
-        link.dispose()
+            try:
+                self.failed(link, HeartbeatTimeout(seconds, seconds_now - (now - link.last)))
+            finally:
+                link.dispose()
 
     # -- the frames ---------------------------------------------------------------------------
 
@@ -479,8 +488,10 @@ class _Run(Generic[_T]):
                 except step_errors as error:
                     link.stopped = True
                     link.timer.dispose()
-                    self.failed(link, error)
-                    link.dispose()
+                    try:
+                        self.failed(link, error)
+                    finally:
+                        link.dispose()
                     continue  # the next frame finds the connection disposed
                 if item is None:
                     continue
