@@ -328,3 +328,52 @@ def test_the_memory_forgets_the_same_ids_after_many_events(
         assert again == ([None] if dropped else [str(n) for n in range(start, 400)] + [None])
         assert run(scenario, "fused, a chunk at a time") == composed
         assert run(scenario, "fused, frame by frame") == composed
+
+
+def _results(ids: range) -> bytes:
+    return b"".join(
+        b'id: %d\ndata: {"type":"inference.result","event_data":{"response":["r%d"]}}\n\n' % (i, i)
+        for i in ids
+    )
+
+
+@pytest.mark.parametrize("how", ["composed", "fused"])
+def test_a_subscriber_that_disposes_mid_chunk_stops_the_chunk_and_the_cursor(how: str) -> None:
+    # Over a real socket, 50 results in one write (one read chunk), then silence: the
+    # subscriber disposes on the 10th. Nothing after it is delivered, the cursor stays at the
+    # 10th (the next subscription resumes after it), and the reader thread ends.
+    import threading
+
+    from tests.sse_server import ScriptedServer, sse
+
+    with ScriptedServer() as server:
+        server.add(sse(_results(range(1, 51)), then="hold"))
+        source = SSESource(server.url)
+        if how == "composed":
+            pipeline = source.pipe(
+                typed(), heartbeat_timeout(30.0), resume(cursor=source), until_end()
+            )
+        else:
+            pipeline = source.pipe(events_preset(heartbeat_timeout=30.0, cursor=source))
+        seen: list[str | None] = []
+        ready = threading.Event()
+        stopped = threading.Event()
+        holder: list[abc.DisposableBase] = []
+
+        def on_next(event: LensEvent) -> None:
+            seen.append(event.id)
+            if len(seen) == 10:
+                ready.wait(5)
+                holder[0].dispose()
+                stopped.set()
+
+        readers = {t for t in threading.enumerate() if t.name == "rxlens-sse-reader"}
+        holder.append(pipeline.subscribe(on_next))
+        ready.set()
+        assert stopped.wait(10)
+        for thread in threading.enumerate():
+            if thread.name == "rxlens-sse-reader" and thread not in readers:
+                thread.join(5)
+                assert not thread.is_alive()
+        assert seen == [str(n) for n in range(1, 11)]
+        assert source.last_event_id == "10"
