@@ -28,8 +28,8 @@ from rxlens.errors import (
     RxLensError,
 )
 from rxlens.events import LensEvent, OnMalformed
+from rxlens.operators import events_preset, resume, typed
 from rxlens.operators import merge_sessions as _merge_sessions
-from rxlens.operators import resume, typed, typed_heartbeat_timeout, until_end
 from rxlens.retry import RetryPolicy
 from rxlens.sse import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -92,18 +92,6 @@ class TypedSource(Observable[LensEvent]):
         self.unidentified_data = False
         self._on_malformed = on_malformed
         self._typed = source.pipe(typed(on_malformed, on_unidentified=self._note_unidentified))
-
-    def _heartbeat(
-        self, seconds: float, scheduler: abc.SchedulerBase | None
-    ) -> Observable[LensEvent]:
-        """``self.pipe(heartbeat_timeout(seconds, scheduler))``, fused into one observer."""
-        fused = typed_heartbeat_timeout(
-            seconds,
-            on_malformed=self._on_malformed,
-            on_unidentified=self._note_unidentified,
-            scheduler=scheduler,
-        )
-        return self.sse.pipe(fused)
 
     def _note_unidentified(self, event: LensEvent) -> None:
         if not self.unidentified_data and not event.type.startswith("sse.stream."):
@@ -340,7 +328,9 @@ class LensClient:
         ``"auto"`` with ``check_channel=False`` reads SSE without asking (the caller checked).
 
         The canonical pipeline as a preset: ``connect`` → ``heartbeat_timeout`` → ``resume``
-        → ``until_end`` (add ``only_results()`` for results only). It
+        → ``until_end`` (add ``only_results()`` for results only), run as one operator
+        (:func:`rxlens.operators.events_preset`, equal to those composed) that the source
+        feeds a read chunk at a time. It
 
         - resumes after drops and retryable errors (``policy``, default
           :class:`~rxlens.RetryPolicy`), from ``Last-Event-ID`` where the server sends ids;
@@ -414,13 +404,21 @@ class LensClient:
                 on_malformed=on_malformed,
                 on_state=on_state,
             )
-            live: Observable[LensEvent] = source
-            if heartbeat_timeout is not None:
-                live = source._heartbeat(heartbeat_timeout, scheduler)
             notes = _LossNotes(session_id, source, on_state)
-            once = live.pipe(
-                resume(policy, cursor=source, on_state=notes, scheduler=backoff),
-                until_end(),
+            # typed -> heartbeat_timeout -> resume -> until_end, fused into one operator that
+            # the SSE source feeds a read chunk at a time (the composed operators are its
+            # reference, held equal by a property test).
+            once = source.sse.pipe(
+                events_preset(
+                    heartbeat_timeout=heartbeat_timeout,
+                    policy=policy,
+                    cursor=source,
+                    on_malformed=on_malformed,
+                    on_unidentified=source._note_unidentified,
+                    on_state=notes,
+                    heartbeat_scheduler=scheduler,
+                    scheduler=backoff,
+                )
             )
             return _follow(once, running) if follow else once
 

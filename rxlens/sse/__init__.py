@@ -21,7 +21,9 @@ from rxlens.sse._aio import AsyncSSESource, IOLoop
 from rxlens.sse._connect import SSESource, connect
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES as DEFAULT_MAX_EVENT_BYTES
 from rxlens.sse._decoder import Decoder
+from rxlens.sse._fused import fused_resume as fused_resume
 from rxlens.sse._models import Event
+from rxlens.sse._resume import Cursor as Cursor
 from rxlens.sse._resume import resume
 from rxlens.sse._sseclient import from_sseclient
 from rxlens.sse._state import ConnectionState, StateCallback

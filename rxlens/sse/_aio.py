@@ -38,10 +38,10 @@ from rxlens.errors import (
     RxLensError,
     StreamClosed,
     TransportError,
-    mark_downstream,
 )
 from rxlens.sse._connect import encode_event_id as utf8_event_id
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
+from rxlens.sse._delivery import deliver as deliver_events
 from rxlens.sse._models import Event
 from rxlens.sse._state import ConnectionState, StateCallback, report
 from rxlens.sse._transport import (
@@ -209,15 +209,10 @@ def deliver(
     if decoder.retry is not None:
         source.retry_ms = decoder.retry
     source.delivered += len(events)
-    on_next = sub.observer.on_next
-    try:
-        for event in events:
-            if sub.disposed:
-                return StreamClosed("disposed")
-            sub.last_event_id = source.last_event_id = event[2]
-            on_next(event)
-    except Exception as exc:
-        return mark_downstream(exc)
+    ended = deliver_events(events, sub.observer, source, lambda: sub.disposed)
+    sub.last_event_id = source.last_event_id
+    if ended is not None:
+        return ended
     if failure is not None:
         return failure
     sub.last_event_id = source.last_event_id = decoder.last_event_id

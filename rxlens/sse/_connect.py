@@ -22,9 +22,9 @@ from rxlens.errors import (
     TransportError,
     UnsendableEventId,
     is_downstream,
-    mark_downstream,
 )
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
+from rxlens.sse._delivery import deliver
 from rxlens.sse._models import Event
 from rxlens.sse._state import ConnectionState, StateCallback, report
 from rxlens.sse._transport import (
@@ -242,7 +242,10 @@ class SSESource(Observable[Event]):
     ) -> Exception:
         """Read, decode and deliver until the stream ends; return why it ended."""
         decoder = Decoder(self.last_event_id, self.max_event_bytes)
-        on_next = observer.on_next
+
+        def stopped() -> bool:
+            return handle.aborted
+
         for chunk in connection.chunks():
             try:
                 events = decoder.feed(chunk)
@@ -254,14 +257,9 @@ class SSESource(Observable[Event]):
             if decoder.retry is not None:
                 self.retry_ms = decoder.retry
             self.delivered += len(events)
-            try:
-                for event in events:
-                    if handle.aborted:
-                        return StreamClosed("disposed")
-                    self.last_event_id = event[2]
-                    on_next(event)
-            except Exception as exc:
-                return mark_downstream(exc)
+            ended = deliver(events, observer, self, stopped)
+            if ended is not None:
+                return ended
             if failure is not None:
                 return failure
             if handle.aborted:

@@ -1,0 +1,551 @@
+"""``fused_resume``: a frame step, ``heartbeat_timeout``, ``resume`` and an end, in one observer.
+
+Why it exists: ``client.events()`` composes ``connect -> typed + heartbeat_timeout -> resume ->
+until_end``. Composed, every event crosses four Rx observers (each with its auto-detaching
+wrapper), two locks and three stop checks, which on a busy stream costs more than decoding the
+event. Here the same steps run as one observer per connection and one lock per subscription,
+and an SSE source hands it each read chunk's frames as one list (:class:`FrameObserver`), so
+a frame costs one loop iteration instead of a chain of calls.
+
+The composed operators stay the reference (:func:`rxlens.sse.resume`,
+:func:`rxlens.operators.heartbeat_timeout`, :func:`rxlens.operators.until_end`): this module
+repeats their rules, not their code, and a property test holds the two equal in virtual time
+(same items, errors, states, notes and times). A rule changed there must change here too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Generic, TypeVar
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentDisposable
+from reactivex.scheduler import TimeoutScheduler, VirtualTimeScheduler
+
+from rxlens._timers import SharedTimers, off_timer_thread, shared_timers
+from rxlens.errors import (
+    EventIdTooLong,
+    HeartbeatTimeout,
+    LocalError,
+    RetriesExhausted,
+    is_downstream,
+    mark_downstream,
+)
+from rxlens.retry import RetryPolicy
+from rxlens.sse._aio import AsyncSSESource
+from rxlens.sse._connect import SSESource
+from rxlens.sse._delivery import FrameObserver
+from rxlens.sse._models import Event
+from rxlens.sse._resume import (
+    DEFAULT_REMEMBER,
+    DEFAULT_REMEMBER_BYTES,
+    ENTRY_OVERHEAD,
+    MAX_ID_LENGTH,
+    Cursor,
+    _content,
+    _Memory,
+    _numeric_before,
+    _show,
+    _size,
+    _State,
+)
+from rxlens.sse._state import ConnectionState, StateCallback, StateKind, report
+from rxlens.sse._transport import safe_url
+
+_T = TypeVar("_T")
+
+# The composed operators' loggers: the fused preset says the same things under the same names.
+log = logging.getLogger("rxlens.resume")
+
+
+def fused_resume(
+    step: Callable[[abc.SchedulerBase | None], Callable[[Event], _T | None]],
+    *,
+    step_errors: tuple[type[Exception], ...] = (),
+    seconds: float | None,
+    heartbeat_scheduler: abc.SchedulerBase | None = None,
+    end_type: type[_T] | None = None,
+    policy: RetryPolicy | None = None,
+    cursor: Cursor | None = None,
+    remember: int = DEFAULT_REMEMBER,
+    remember_bytes: int = DEFAULT_REMEMBER_BYTES,
+    max_id_length: int = MAX_ID_LENGTH,
+    on_state: StateCallback | None = None,
+    scheduler: abc.SchedulerBase | None = None,
+) -> Callable[[Observable[Event]], Observable[_T]]:
+    """``step`` -> ``heartbeat_timeout(seconds, heartbeat_scheduler)`` -> ``resume(policy, ...)``
+    -> an inclusive end at the first item of ``end_type``, as one operator.
+
+    ``step(subscription's scheduler)`` gives the function that turns one frame into its item
+    (``None`` drops the frame without re-arming the heartbeat; an exception of one of the
+    ``step_errors`` types fails the connection with that exception, as ``typed(on_malformed=
+    "raise")`` does). ``seconds=None`` leaves the heartbeat out. The other
+    arguments are :func:`rxlens.sse.resume`'s, with its rules: replays after a reconnect
+    dropped, ids going back delivered with a note and a warning, the subscriber's own
+    exceptions never retried, every state in the subscription. On the end item the stream
+    completes and the connection is disposed (``until_end()``).
+
+    When the source is an :class:`SSESource` or :class:`AsyncSSESource`, it delivers each read
+    chunk's frames at once (:class:`FrameObserver`) and this operator advances the source's
+    cursor frame by frame, as the source would.
+
+    Marble (drop at ``x``, policy delay 2; ``e`` the end)::
+
+        upstream 1st:     -1-2-x
+        upstream 2nd:             -2-3-e-
+        fused_resume():   -1-2--------3-(e|)
+
+    Raises:
+        ValueError: ``seconds`` is not positive, ``remember`` or ``remember_bytes`` is
+            negative, or ``max_id_length`` is not positive.
+    """
+    if seconds is not None and not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    if remember < 0:
+        raise ValueError("remember must not be negative")
+    if remember_bytes < 0:
+        raise ValueError("remember_bytes must not be negative")
+    if max_id_length < 1:
+        raise ValueError("max_id_length must be positive")
+    chosen = policy if policy is not None else RetryPolicy()
+
+    def operator(source: Observable[Event]) -> Observable[_T]:
+        def subscribe(
+            observer: abc.ObserverBase[_T], sub_scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            run: _Run[_T] = _Run(
+                source,
+                observer,
+                sub_scheduler,
+                step(sub_scheduler),
+                step_errors,
+                seconds,
+                heartbeat_scheduler,
+                end_type,
+                chosen,
+                cursor,
+                _Memory(remember, remember_bytes),
+                max_id_length,
+                on_state,
+                scheduler,
+            )
+            run.connect()
+            return Disposable(run.dispose)
+
+        return Observable(subscribe)
+
+    return operator
+
+
+class _Link(FrameObserver):
+    """One connection of a subscription: what ``heartbeat_timeout`` keeps per connection."""
+
+    __slots__ = ("disposed", "generation", "last", "run", "stopped", "subscription", "timer")
+
+    def __init__(self, run: _Run[Any], generation: int, last: float) -> None:
+        self.run = run
+        self.generation = generation
+        self.stopped = False  # the heartbeat's: a terminal notification went through
+        self.disposed = False  # the connection's: nothing more is delivered from it
+        self.last = last
+        self.timer = SerialDisposable()
+        self.subscription = SingleAssignmentDisposable()
+
+    def dispose(self) -> None:
+        self.disposed = True
+        self.subscription.dispose()
+        self.timer.dispose()
+
+    # -- from the source ------------------------------------------------------------------------
+
+    def on_frames(self, frames: Sequence[Event]) -> bool:
+        return self.run.frames(self, frames, self.run.chunked)
+
+    def on_next(self, value: Event) -> None:
+        # From an ordinary source, which moved its own cursor.
+        self.run.frames(self, (value,), None)
+
+    # The connection is disposed after a terminal notification even when the subscriber's own
+    # on_error or on_completed raises (as an auto-detaching observer does).
+
+    def on_error(self, error: Exception) -> None:
+        run = self.run
+        with run.lock:
+            if self.stopped:
+                return
+            self.stopped = True
+            self.timer.dispose()
+            try:
+                run.failed(self, error)
+            finally:
+                self.dispose()
+
+    def on_completed(self) -> None:
+        run = self.run
+        with run.lock:
+            if self.stopped:
+                return
+            self.stopped = True
+            self.timer.dispose()
+            try:
+                run.completed(self)
+            finally:
+                self.dispose()
+
+
+class _Run(Generic[_T]):
+    """One subscription of :func:`fused_resume`."""
+
+    def __init__(
+        self,
+        source: Observable[Event],
+        observer: abc.ObserverBase[_T],
+        sub_scheduler: abc.SchedulerBase | None,
+        step: Callable[[Event], _T | None],
+        step_errors: tuple[type[Exception], ...],
+        seconds: float | None,
+        heartbeat_scheduler: abc.SchedulerBase | None,
+        end_type: type[_T] | None,
+        policy: RetryPolicy,
+        cursor: Cursor | None,
+        memory: _Memory,
+        max_id_length: int,
+        on_state: StateCallback | None,
+        scheduler: abc.SchedulerBase | None,
+    ) -> None:
+        self.source = source
+        # An SSE source delivers whole chunks to a FrameObserver subscribed to it directly.
+        self.chunked: SSESource | AsyncSSESource | None = (
+            source if isinstance(source, (SSESource, AsyncSSESource)) else None
+        )
+        self.observer = observer
+        self.sub_scheduler = sub_scheduler
+        self.step = step
+        self.step_errors = step_errors
+        self.seconds = seconds
+        self.end_type = end_type
+        self.policy = policy
+        self.cursor = cursor
+        self.memory = memory
+        self.max_id_length = max_id_length
+        self.on_state = on_state
+        self.sched = scheduler or sub_scheduler or TimeoutScheduler.singleton()
+        self.hsched = heartbeat_scheduler or sub_scheduler or shared_timers()
+        hsched = self.hsched
+        # As heartbeat_timeout: a virtual-time scheduler is its own clock, else time.monotonic.
+        self.hclock: Callable[[], float] = (
+            (lambda: float(hsched.to_seconds(hsched.now)))
+            if isinstance(hsched, VirtualTimeScheduler)
+            else time.monotonic
+        )
+        self.shared = isinstance(hsched, SharedTimers)
+        # One re-entrant lock for the heartbeat's and resume's (always taken in that order).
+        self.lock = threading.RLock()
+        self.state = _State()
+        self.upstream = SerialDisposable()
+        self.retry_timer = SerialDisposable()
+        self.ended = False  # until_end's: the end went through
+
+    # -- resume ---------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return float(self.sched.to_seconds(self.sched.now))
+
+    def where(self) -> tuple[str, str]:
+        if self.cursor is None:
+            return "", self.state.last_id
+        return safe_url(self.cursor.url), self.cursor.last_event_id
+
+    def tell(
+        self,
+        kind: StateKind,
+        attempt: int = 0,
+        delay: float | None = None,
+        error: Exception | None = None,
+        note: str = "",
+    ) -> None:
+        if self.on_state is not None:
+            url, last_event_id = self.where()
+            report(
+                self.on_state,
+                ConnectionState(
+                    kind,
+                    url,
+                    last_event_id=last_event_id,
+                    attempt=attempt,
+                    delay=delay,
+                    error=error,
+                    at=self.now(),
+                    note=note,
+                ),
+            )
+
+    def went_back(self, key: Hashable) -> None:
+        resumed_from = self.state.resumed_from
+        shown = _show(key) if isinstance(key, str) else repr(type(key))
+        note = (
+            f"the server's event ids went back after the reconnect (resumed after "
+            f"{_show(resumed_from) if resumed_from else 'no id'}, then got {shown}): it "
+            "restarted or reuses ids; its events are delivered as new, none dropped "
+            "(some may repeat earlier ones)"
+        )
+        log.warning("%s", note)
+        warnings.warn(note, UserWarning, stacklevel=2)
+        self.tell("open", note=note)
+
+    def fail(self, error: Exception) -> None:
+        self.state.done = True
+        self.upstream.dispose()
+        self.end_error(error)
+
+    def connect(self) -> None:
+        """Open the next connection (``resume``'s subscribe_upstream, ``heartbeat_timeout``'s
+        subscribe)."""
+        state = self.state
+        with self.lock:
+            if state.done:
+                return
+            state.generation += 1
+            generation = state.generation
+            state.first_at = None
+            if generation > 1:
+                # The window in which the server may send again what it sent before.
+                state.resumed_from = self.where()[1]
+                state.window = self.memory.window()
+            link = _Link(self, generation, self.hclock())
+            if self.seconds is not None:
+                self.arm(link, self.seconds)
+        if self.chunked is not None:
+            # Directly, not through subscribe(): the link is its own auto-detaching observer,
+            # and an SSE source hands a FrameObserver whole chunks.
+            try:
+                subscription = self.chunked._subscribe_core(link, self.sub_scheduler)
+            except Exception as exc:  # as subscribe() does: the failure is the stream's
+                link.on_error(exc)
+                subscription = Disposable()
+        else:
+            subscription = self.source.subscribe(link, scheduler=self.sub_scheduler)
+        link.subscription.disposable = subscription
+        with self.lock:
+            if generation == state.generation and not state.done:
+                self.upstream.disposable = Disposable(link.dispose)
+                return
+        link.dispose()
+
+    def failed(self, link: _Link, error: Exception) -> None:
+        """A connection failed (``resume``'s on_error); the caller holds the lock."""
+        state = self.state
+        if link.generation != state.generation or state.done:
+            return
+        if is_downstream(error):
+            state.done = True
+            self.end_error(error)
+            return
+        first_at = state.first_at
+        healthy = 0.0 if first_at is None else self.now() - first_at
+        try:
+            decision = self.policy.decide(
+                error,
+                state.retry,
+                now=self.now(),
+                healthy_for=healthy,
+                delivered=first_at is not None,
+                retry_ms=getattr(error, "retry_ms", None),
+            )
+        except Exception as exc:  # the policy failed: end, typed, never hang
+            state.done = True
+            failure = LocalError(f"the retry policy raised {type(exc).__name__}: {exc}")
+            failure.__cause__ = exc
+            self.end_error(failure)
+            return
+        state.retry = decision.state
+        if not decision.retry:
+            state.done = True
+            final: Exception = error
+            if self.policy.retryable(error):
+                started = decision.state.started_at
+                final = RetriesExhausted(
+                    decision.state.attempt - 1,
+                    0.0 if started is None else self.now() - started,
+                    error,
+                )
+                final.__cause__ = error
+            self.tell("failed", decision.state.attempt, None, error)
+            log.info("giving up: %s (%s)", decision.reason, error)
+            self.end_error(final)
+            return
+        self.tell("backing_off", decision.state.attempt, decision.delay, error)
+        log.info("reconnecting in %.2f s (%s): %s", decision.delay, decision.reason, error)
+        self.upstream.disposable = Disposable()  # drop the failed connection
+        self.retry_timer.disposable = self.sched.schedule_relative(
+            decision.delay, lambda _s, _st: self.connect()
+        )
+
+    def completed(self, link: _Link) -> None:
+        state = self.state
+        if link.generation != state.generation or state.done:
+            return
+        state.done = True
+        if not self.ended:
+            self.observer.on_completed()
+
+    def dispose(self) -> None:
+        # No lock: a subscriber blocked in on_next must not delay disposal.
+        self.state.done = True
+        self.retry_timer.dispose()
+        self.upstream.dispose()
+
+    # -- until_end ------------------------------------------------------------------------------
+
+    def end_error(self, error: Exception) -> None:
+        if not self.ended:
+            self.observer.on_error(error)
+
+    # -- heartbeat_timeout ----------------------------------------------------------------------
+
+    def arm(self, link: _Link, delay: float) -> None:
+        link.timer.disposable = self.hsched.schedule_relative(
+            delay, lambda _s, _st: self.fire(link)
+        )
+
+    def fire(self, link: _Link) -> None:
+        # On the shared timer thread, fire must not wait for the lock (a slow on_next holds
+        # it) nor run on_error: it re-arms if a frame came, and hands the timeout itself to a
+        # thread of its own, where expire checks again under the lock.
+        if not self.shared:
+            self.expire(link)
+            return
+        if link.stopped:
+            return
+        assert self.seconds is not None
+        remaining = self.seconds - (self.hclock() - link.last)
+        if remaining > 1e-9:
+            self.arm(link, remaining)
+            return
+        off_timer_thread(lambda: self.expire(link))
+
+    def expire(self, link: _Link) -> None:
+        seconds = self.seconds
+        assert seconds is not None
+        with self.lock:
+            if link.stopped:
+                return
+            now = self.hclock()
+            remaining = seconds - (now - link.last)
+            if remaining > 1e-9:
+                self.arm(link, remaining)
+                return
+            link.stopped = True
+            hsched = self.hsched
+            seconds_now = float(hsched.to_seconds(hsched.now))
+            try:
+                self.failed(link, HeartbeatTimeout(seconds, seconds_now - (now - link.last)))
+            finally:
+                link.dispose()
+
+    # -- the frames ---------------------------------------------------------------------------
+
+    def frames(
+        self, link: _Link, frames: Sequence[Event], source: SSESource | AsyncSSESource | None
+    ) -> bool:
+        """Frames through every step, in order; ``source``: the cursor to move per frame.
+        Returns True when the connection was disposed with frames left.
+
+        The hot path of the preset, hence one loop with its lookups hoisted: the lock is taken
+        per frame (as the composed operators do), so a heartbeat that fires between two frames
+        of a chunk is decided between them.
+        """
+        lock = self.lock
+        step = self.step
+        step_errors = self.step_errors
+        hclock = self.hclock
+        state = self.state
+        observer = self.observer
+        on_next = observer.on_next
+        end_type = self.end_type
+        max_id_length = self.max_id_length
+        memory = self.memory
+        order = memory._order
+        remember = memory._count
+        budget = memory._budget
+        generation = link.generation
+        for frame in frames:
+            with lock:
+                if source is not None:
+                    # The source's own per-frame work: stop once disposed, move the cursor.
+                    if link.disposed:
+                        return True
+                    source.last_event_id = frame[2]
+                # heartbeat_timeout (and the typed step under its lock)
+                if link.stopped:
+                    continue
+                try:
+                    item = step(frame)
+                except step_errors as error:
+                    link.stopped = True
+                    link.timer.dispose()
+                    try:
+                        self.failed(link, error)
+                    finally:
+                        link.dispose()
+                    continue  # the next frame finds the connection disposed
+                if item is None:
+                    continue
+                # The silence is measured from the frame's arrival.
+                link.last = hclock()
+                # resume
+                if generation != state.generation or state.done:
+                    continue
+                if state.first_at is None:
+                    state.first_at = self.now()
+                key = getattr(item, "id", None)
+                if key is not None:
+                    if isinstance(key, str) and len(key) > max_id_length:
+                        self.fail(EventIdTooLong(max_id_length, len(key)))
+                        continue
+                    raw = getattr(item, "raw", None)
+                    content = hash(raw) if raw.__class__ is str else _content(item)
+                    window = state.window
+                    if window is not None:
+                        if (key, content) in window.pairs:
+                            log.debug("dropped a replayed event (id %s)", _show(str(key)))
+                            if key == state.resumed_from:
+                                state.window = None  # the replay reached the cursor
+                            continue
+                        state.window = None
+                        if key in window.ids or (
+                            isinstance(key, str) and _numeric_before(key, state.resumed_from)
+                        ):
+                            self.went_back(key)
+                    # memory.add(key, content), inline: the per-event cost of resume.
+                    if remember:
+                        if len(order) >= remember:
+                            gone = order.popleft()[0]  # _size(gone), inline
+                            memory._bytes -= ENTRY_OVERHEAD + (
+                                len(gone) if isinstance(gone, str) else 0
+                            )
+                        order.append((key, content))
+                        held = memory._bytes + ENTRY_OVERHEAD + (
+                            len(key) if key.__class__ is str else 0
+                        )
+                        while held > budget and order:
+                            held -= _size(order.popleft()[0])
+                        memory._bytes = held
+                    if isinstance(key, str):
+                        state.last_id = key
+                # until_end, then the subscriber
+                try:
+                    if end_type is None or not isinstance(item, end_type):
+                        on_next(item)
+                    elif not self.ended:
+                        self.ended = True
+                        on_next(item)
+                        observer.on_completed()
+                        self.dispose()
+                except Exception as exc:
+                    self.fail(mark_downstream(exc))
+        return False
