@@ -26,7 +26,7 @@ from typing import Any
 from benchmarks.common import cpu_seconds, ms, os_threads, percentile, rss_bytes
 from benchmarks.contenders import VENDOR_POLL, Contender, Handle, Sink
 from benchmarks.control import Server
-from benchmarks.frames import RESULT, seq_of, stamp_of
+from benchmarks.frames import RESULT
 
 MB = 1e6
 
@@ -37,8 +37,9 @@ def run(contender: Contender, server: Server, params: dict[str, Any]) -> dict[st
     nofile, note = raise_nofile(count + 256)
     created = server.create("fanin", sessions=count, interval=1.0)
     scenario, sids = created["session_id"], created["session_ids"]
-    ctx = contender.setup(server)
-    sinks = [Sink(keep=True) for _ in sids]
+    # The streams come from the server's lean fan-in port (see benchmarks.server._LeanFanin).
+    ctx = contender.setup(Server(int(created["stream_port"]), server.host))
+    sinks = [Sink(stamps=True) for _ in sids]
     threads_before = os_threads()
     t_open = time.monotonic()
     handles: list[Handle] = []
@@ -52,9 +53,9 @@ def run(contender: Contender, server: Server, params: dict[str, Any]) -> dict[st
     if polled:
         threading.Thread(target=_poll, args=(handles, sinks, stop), daemon=True).start()
     deadline = time.monotonic() + 30 + count / 20
-    while time.monotonic() < deadline and not all(s.records or s.done.is_set() for s in sinks):
+    while time.monotonic() < deadline and not all(s.stamps or s.done.is_set() for s in sinks):
         time.sleep(0.05)
-    ready = sum(1 for s in sinks if s.records)
+    ready = sum(1 for s in sinks if s.stamps)
     open_s = time.monotonic() - t_open
     sent0 = server.stats(scenario)["sent"]
     cpu0, t0 = cpu_seconds(), time.monotonic_ns()
@@ -63,9 +64,9 @@ def run(contender: Contender, server: Server, params: dict[str, Any]) -> dict[st
     sent1 = server.stats(scenario)["sent"]
     threads, rss = os_threads(), rss_bytes()
     lags = [
-        arrived - stamp_of(payload)
+        arrived - stamp
         for sink in sinks
-        for arrived, payload in list(sink.records)
+        for arrived, stamp, _ in list(sink.stamps)
         if t0 <= arrived < t1
     ]
     # Results written in the window and not yet delivered count against the process.
@@ -75,7 +76,7 @@ def run(contender: Contender, server: Server, params: dict[str, Any]) -> dict[st
     failed = sum(1 for s in sinks if s.error is not None)
     duplicates = gaps = 0
     for sink in sinks:
-        seqs = [seq_of(payload) for _, payload in list(sink.records)]
+        seqs = [seq for _, _, seq in list(sink.stamps)]
         distinct = set(seqs)
         duplicates += len(seqs) - len(distinct)
         if distinct:
