@@ -507,3 +507,52 @@ def test_at_most_opening_connections_are_being_opened_at_once() -> None:
             sink.wait_items(1, timeout=20)
         assert most == 3, most
         loop.close()
+
+
+# --- local failures: typed, never retried (as the threaded source) ------------------------------
+
+
+def test_a_bug_on_the_io_thread_ends_the_subscription_typed_and_unretried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sse_server import ScriptedServer, frames, sse
+
+    from rxlens.errors import LocalError
+    from rxlens.sse import Decoder
+
+    bug = TypeError("a bug in the decoder")
+
+    class Broken(Decoder):
+        def feed(self, chunk: bytes) -> list[Event]:
+            raise bug
+
+    monkeypatch.setattr("rxlens.sse._aio.Decoder", Broken)
+    with ScriptedServer() as srv:
+        srv.add(sse(frames(range(2))))
+        loop = IOLoop()
+        from rxlens.operators import resume
+
+        sink, _ = subscribe(AsyncSSESource(srv.url, io_loop=loop).pipe(resume(FAST)))
+        sink.wait()
+        assert isinstance(sink.error, LocalError) and not sink.error.retryable, repr(sink.error)
+        assert sink.error.__cause__ is bug
+        assert srv.connections == 1
+        loop.close()
+
+
+@pytest.mark.parametrize("value", ["a\r\nInjected: 1", "a\nb"])
+def test_a_header_http_cannot_carry_is_a_local_error_not_retried(value: str) -> None:
+    from sse_server import ScriptedServer, frames, sse
+
+    from rxlens.errors import LocalError
+    from rxlens.operators import resume
+
+    with ScriptedServer() as srv:
+        srv.add(sse(frames(range(1))))
+        loop = IOLoop()
+        source = AsyncSSESource(srv.url, io_loop=loop, headers={"X-Value": value})
+        sink, _ = subscribe(source.pipe(resume(FAST)))
+        sink.wait()
+        assert isinstance(sink.error, LocalError) and not sink.error.retryable, repr(sink.error)
+        assert value not in str(sink.error) and srv.connections == 0
+        loop.close()

@@ -27,29 +27,22 @@ from reactivex.disposable import Disposable
 
 from rxlens._text import mask_secrets, secrets_of, truncate
 from rxlens.errors import (
-    AuthenticationError,
-    ContentEncodingError,
-    ContentTypeError,
     EventTooLarge,
-    HTTPStatusError,
+    LocalError,
     MissingDependency,
-    NotFound,
     ReadTimeout,
     RxLensError,
     StreamClosed,
     TransportError,
+    is_downstream,
     mark_downstream,
 )
 from rxlens.sse._connect import encode_event_id as utf8_event_id
+from rxlens.sse._connect import unexpected_error
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
 from rxlens.sse._models import Event
 from rxlens.sse._state import ConnectionState, StateCallback, report
-from rxlens.sse._transport import (
-    DEFAULT_TIMEOUT,
-    content_type_essence,
-    parse_retry_after,
-    safe_url,
-)
+from rxlens.sse._transport import DEFAULT_TIMEOUT, answer_error, is_event_stream, safe_url
 
 if TYPE_CHECKING:
     import aiohttp
@@ -236,12 +229,14 @@ def encode_event_id(event_id: str) -> str:
 class _Subscription:
     """One subscription's state: its cursor, and whether it was disposed."""
 
-    __slots__ = ("disposed", "last_event_id", "observer")
+    __slots__ = ("disposed", "last_event_id", "observer", "opened")
 
     def __init__(self, observer: abc.ObserverBase[Event], last_event_id: str) -> None:
         self.observer = observer
         self.last_event_id = last_event_id
         self.disposed = False
+        #: Whether the server answered (failures after that may be reported in full).
+        self.opened = False
 
 
 def deliver(
@@ -360,33 +355,38 @@ class AsyncSSESource(Observable[Event]):
             )
 
     async def _run(self, sub: _Subscription) -> None:
-        # The task body: whatever fails ends the subscription with a typed on_error.
-        try:
-            error = await self._connect_and_read(sub)
-        except asyncio.CancelledError:
-            self._state(sub, "closed")
-            raise
-        if sub.disposed:
-            self._state(sub, "closed")
-            return
+        # The task body: whatever fails in the library ends the subscription with a typed
+        # on_error, never the task alone (the rule of SSESource._run).
         observer = sub.observer
+        terminated = False
         try:
+            try:
+                error = await self._connect_and_read(sub)
+            except asyncio.CancelledError:
+                self._state(sub, "closed")
+                raise
+            if sub.disposed:
+                self._state(sub, "closed")
+                return
+            terminated = True
             if error is None:
                 self._state(sub, "closed")
                 observer.on_completed()
                 return
-            downstream = getattr(error, "_rxlens_downstream", False)
+            downstream = is_downstream(error)
             if isinstance(error, RxLensError) and not downstream and error.retry_ms is None:
                 error.retry_ms = self.retry_ms
             observer.on_error(error)
-        except Exception:
-            # The subscriber's own on_error / on_completed raised: nobody is left to tell.
-            log.exception("a subscriber's on_error or on_completed raised")
+        except Exception as exc:
+            if terminated:
+                # The subscriber's own on_error / on_completed raised: nobody is left to tell.
+                log.exception("a subscriber's on_error or on_completed raised")
+                return
+            observer.on_error(unexpected_error(exc, after_open=True))
 
     async def _connect_and_read(self, sub: _Subscription) -> Exception | None:
         """One connection; returns why it ended (None: the server answered 204)."""
         aiohttp = _aiohttp()
-        failure: Exception | None = None
         try:
             headers = self.request_headers(sub.last_event_id)
         except RxLensError as exc:
@@ -396,6 +396,19 @@ class AsyncSSESource(Observable[Event]):
         # head gets connect + read seconds; the body is watched by _ReadWatch.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts[0], sock_read=None)
         self._state(sub, "connecting")
+        try:
+            return await self._open_and_read(sub, headers, timeout)
+        except RxLensError as exc:
+            return exc
+        except Exception as exc:  # not an rxlens error: a bug, or the network below aiohttp
+            return unexpected_error(exc, after_open=sub.opened)
+
+    async def _open_and_read(
+        self, sub: _Subscription, headers: Mapping[str, str], timeout: Any
+    ) -> Exception | None:
+        """Open, check and read one response; returns why it ended (None: a 204)."""
+        aiohttp = _aiohttp()
+        failure: Exception | None = None
         response = None
         try:
             try:
@@ -410,7 +423,15 @@ class AsyncSSESource(Observable[Event]):
                 failure = ReadTimeout(
                     f"no response from {safe_url(self.url)}: {self._reason(exc, headers)}"
                 )
-            except (aiohttp.ClientError, OSError, ValueError) as exc:
+            except ValueError as exc:
+                # The request could not be built (a header value HTTP cannot carry, a URL
+                # aiohttp cannot use): no reconnect can help. Its message may quote the value.
+                failure = LocalError(
+                    f"cannot send the request to {safe_url(self.url)}: {type(exc).__name__} (a "
+                    "header value that is not text or holds CR/LF, or a URL aiohttp cannot "
+                    "use); not retried"
+                )
+            except (aiohttp.ClientError, OSError) as exc:
                 failure = TransportError(
                     f"cannot connect to {safe_url(self.url)}: {self._reason(exc, headers)}; "
                     "check the base URL and that the server is reachable"
@@ -419,6 +440,7 @@ class AsyncSSESource(Observable[Event]):
             if failure is not None:
                 return failure
             assert response is not None
+            sub.opened = True
             if response.status == 204:
                 return None
             problem = await self._check(response, headers)
@@ -437,25 +459,11 @@ class AsyncSSESource(Observable[Event]):
     async def _check(
         self, response: aiohttp.ClientResponse, headers: Mapping[str, str]
     ) -> Exception | None:
-        """The typed error for a response that is no event stream, else None."""
+        """The typed error for a response that is no event stream, else None (shared rule)."""
         status = response.status
-        if status != 200:
-            body = await self._body(response, headers)
-            shown = safe_url(self.url)
-            if status in (401, 403):
-                return AuthenticationError(status, shown, body)
-            if status == 404:
-                return NotFound(status, shown, body)
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return HTTPStatusError(status, shown, body, retry_after=retry_after)
-        content_type = response.headers.get("Content-Type", "")
-        if content_type_essence(content_type) != "text/event-stream":
-            body = await self._body(response, headers)
-            return ContentTypeError(content_type, safe_url(self.url), body)
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        if encoding not in ("", "identity"):
-            return ContentEncodingError(encoding, content_type, safe_url(self.url))
-        return None
+        ok = is_event_stream(status, response.headers)
+        body = "" if ok else await self._body(response, headers)
+        return answer_error(status, response.headers, self.url, body)
 
     async def _body(
         self, response: aiohttp.ClientResponse, headers: Mapping[str, str], limit: int = 4096
