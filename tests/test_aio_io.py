@@ -556,3 +556,22 @@ def test_a_header_http_cannot_carry_is_a_local_error_not_retried(value: str) -> 
         assert isinstance(sink.error, LocalError) and not sink.error.retryable, repr(sink.error)
         assert value not in str(sink.error) and srv.connections == 0
         loop.close()
+
+
+def test_bytes_received_before_a_cut_are_delivered_and_move_the_cursor() -> None:
+    # A short stream cut at once: its bytes and the cut often arrive together, before the
+    # first read. Every event in them is delivered, and the reconnect resumes after the last.
+    from sse_server import ScriptedServer, frames, sse
+
+    from rxlens.operators import resume
+
+    for _ in range(10):
+        with ScriptedServer() as srv:
+            srv.add(sse(frames(range(1, 5)), then="drop"), sse(frames(range(5, 7))))
+            loop = IOLoop()
+            source = AsyncSSESource(srv.url, io_loop=loop)
+            sink, _ = subscribe(source.pipe(resume(RetryPolicy.immediate(max_attempts=3))))
+            sink.wait_items(6)
+            assert [e.id for e in sink.items[:6]] == [str(i) for i in range(1, 7)]
+            assert srv.requests[1].get("last-event-id") == "4"
+            loop.close()
