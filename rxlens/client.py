@@ -162,12 +162,6 @@ class LensClient:
             raise ConfigurationError(f'io must be "threads" or "asyncio", got {io!r}')
         self.io = io
         self._io_loop: IOLoop | None = None
-        if io == "asyncio":
-            from rxlens.sse._aio import _aiohttp
-
-            # A missing extra is said here, not at the first stream; and aiohttp's import
-            # (a few MB) is paid once, up front, not inside the first subscription.
-            _aiohttp()
         self.__key = api_key if api_key is not None else os.environ.get(ENV_API_KEY) or None
         chosen = base_url or os.environ.get(ENV_ENDPOINT) or DEFAULT_BASE_URL
         self.base_url = chosen.rstrip("/")
@@ -181,6 +175,12 @@ class LensClient:
         self.http.verify = verify
         if not verify:
             _warn_insecure()
+        if io == "asyncio":
+            from rxlens.sse import IOLoop
+
+            # Made now: a missing extra is said here, not at the first stream, and aiohttp's
+            # import (a few MB) is paid up front, not inside the first subscription.
+            self._io_loop = IOLoop(verify=verify)
         self._lenses: Lenses | None = None
         self._sessions: Sessions | None = None
 

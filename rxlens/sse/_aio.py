@@ -81,6 +81,7 @@ class IOLoop:
     opening = 64
 
     def __init__(self, *, verify: bool = True, name: str = "rxlens-aio") -> None:
+        _aiohttp()  # useless without it: say so now (MissingDependency)
         self.verify = verify
         self.name = name
         self._lock = threading.Lock()
@@ -248,8 +249,18 @@ class _Draining:
         return chunk
 
 
-#: The loop of sources made without one (``AsyncSSESource(url)`` on its own).
-_default_loop = IOLoop(name="rxlens-aio-default")
+#: The loop of sources made without one (``AsyncSSESource(url)`` on its own), made with the
+#: first of them (an IOLoop needs aiohttp, and importing this module must not).
+_default_loop: IOLoop | None = None
+_default_lock = threading.Lock()
+
+
+def _default_io_loop() -> IOLoop:
+    global _default_loop
+    with _default_lock:
+        if _default_loop is None:
+            _default_loop = IOLoop(name="rxlens-aio-default")
+        return _default_loop
 
 
 def encode_event_id(event_id: str) -> str:
@@ -342,7 +353,7 @@ class AsyncSSESource(Observable[Event]):
         self.retry_ms: int | None = None
         #: How many events this source has decoded, across connections.
         self.delivered = 0
-        self.io_loop = io_loop if io_loop is not None else _default_loop
+        self.io_loop = io_loop if io_loop is not None else _default_io_loop()
         self.timeouts = timeout
         self.max_event_bytes = max_event_bytes
         self.on_state = on_state
