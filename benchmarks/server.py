@@ -158,7 +158,13 @@ class _LeanFanin:
 
 
 class _LeanTicker:
-    """Writes one stamped frame per session per interval, phases spread over the interval."""
+    """Writes one stamped frame per session per interval, phases spread over the interval.
+
+    A session's numbers go on across its connections: a reconnection with ``Last-Event-ID``
+    gets the next number after it (so "exactly once" holds across a reconnect), one without
+    gets the session's next number (a live stream). One connection per session is written to:
+    a reconnection replaces the one before.
+    """
 
     def __init__(self, scenario: Scenario, loop: Any) -> None:
         self.scenario = scenario
@@ -166,20 +172,30 @@ class _LeanTicker:
         self.interval = float(scenario.spec.get("interval", 1.0))
         self.count = len(scenario.session_ids)
         self.index = {sid: i for i, sid in enumerate(scenario.session_ids)}
-        self.heap: list[tuple[float, int, int, Any]] = []
-        self.live: set[Any] = set()
+        self.heap: list[tuple[float, int]] = []
+        self.conns: dict[int, Any] = {}
+        self.next_seq = [1] * self.count
+        self.scheduled = [False] * self.count
         self.handle: Any = None
 
-    def add(self, sid: str, transport: Any) -> None:
+    def add(self, sid: str, transport: Any, last_event_id: str) -> None:
         index = self.index[sid]
-        due = time.monotonic() + 0.2 + self.interval * index / self.count
-        heapq.heappush(self.heap, (due, index, 1, transport))
-        self.live.add(transport)
-        self._arm()
+        if last_event_id.isdigit() and len(last_event_id) < 19:
+            self.next_seq[index] = int(last_event_id) + 1
+        old = self.conns.get(index)
+        if old is not None and old is not transport:
+            old.close()
+        self.conns[index] = transport
+        if not self.scheduled[index]:
+            self.scheduled[index] = True
+            due = time.monotonic() + 0.2 + self.interval * index / self.count
+            heapq.heappush(self.heap, (due, index))
+            self._arm()
 
     def _arm(self) -> None:
         if self.handle is not None:
             self.handle.cancel()
+            self.handle = None
         if self.heap:
             self.handle = self.loop.call_at(self.heap[0][0], self._tick)
 
@@ -189,27 +205,31 @@ class _LeanTicker:
         now = time.monotonic()
         sent = 0
         while heap and heap[0][0] <= now:
-            due, index, seq, transport = heapq.heappop(heap)
-            if transport.is_closing():
-                self.live.discard(transport)
+            due, index = heapq.heappop(heap)
+            transport = self.conns.get(index)
+            if transport is None or transport.is_closing():
+                self.conns.pop(index, None)
+                self.scheduled[index] = False
                 continue
+            seq = self.next_seq[index]
+            self.next_seq[index] = seq + 1
             transport.write(frames.chunk(frames.result(seq, _now())))
             sent += 1
-            heapq.heappush(heap, (due + self.interval, index, seq + 1, transport))
+            heapq.heappush(heap, (due + self.interval, index))
         with scenario.lock:
             scenario.sent += sent
         self._arm()
 
     def open_count(self) -> int:
-        return sum(1 for t in list(self.live) if not t.is_closing())
+        return sum(1 for t in list(self.conns.values()) if not t.is_closing())
 
     def close(self) -> None:
         if self.handle is not None:
             self.handle.cancel()
         self.heap.clear()
-        for transport in self.live:
+        for transport in self.conns.values():
             transport.close()
-        self.live.clear()
+        self.conns.clear()
 
 
 class _LeanStream:
@@ -234,7 +254,13 @@ class _LeanStream:
             if len(self.head) > _MAX_HEAD:
                 self.transport.close()
             return
-        line = self.head.split(b"\r\n", 1)[0].decode("latin-1")
+        lines = self.head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        line = lines[0]
+        cursor = ""
+        for header in lines[1:]:
+            name, _, value = header.partition(":")
+            if name.strip().lower() == "last-event-id":
+                cursor = value.strip()
         self.head = None  # type: ignore[assignment]
         parts = line.split(" ")
         match = _CONSUMER.search(parts[1]) if len(parts) == 3 and parts[0] == "GET" else None
@@ -250,13 +276,13 @@ class _LeanStream:
             return
         sid = match.group(1)
         with scenario.lock:
-            scenario.connections.append({"at": _now()})
+            scenario.connections.append({"at": _now(), "last_event_id": cursor or None})
         self.transport.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache"
             b"\r\nTransfer-Encoding: chunked\r\n\r\n"
             + frames.chunk(frames.start(sid, ticker.index[sid] + 1))
         )
-        ticker.add(sid, self.transport)
+        ticker.add(sid, self.transport, cursor)
 
     def eof_received(self) -> bool:
         return False
