@@ -283,24 +283,31 @@ def markdown(data: dict[str, Any]) -> str:
     if data.get("fanin"):
         lines += [
             "",
-            "Fan-in, one event per second per session, in one process:",
+            "Fan-in, one event per second per session, in one process. The streams come from a "
+            "lean loopback server (one asyncio thread, its own process), not the emulator; the "
+            "process freezes its heap (`gc.freeze()`) once its sessions are open (see "
+            "benchmarks/fanin.py):",
             "",
-            "| contender | sessions | CPU % (of one core) | threads | RSS MB "
-            "| lag p50 / p99 ms | delivered / sent | held |",
-            "|---|---:|---:|---:|---:|---:|---:|---|",
+            "| contender | sessions | opened in s | CPU % (of one core) | threads | RSS MB "
+            "| lag p50 / p99 ms | longest GC ms | delivered / sent | dup / gaps | held |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for key, rows in data["fanin"].items():
             for row in rows:
                 if row.get("error") and "cpu_percent" not in row:
                     lines.append(
                         f"| {data['contenders'][key]} | {row['sessions']:,} "
-                        f"| failed: {row['error']} | | | | | no |"
+                        f"| failed: {row['error']} | | | | | | | | no |"
                     )
                     continue
                 lines.append(
                     f"| {data['contenders'][key]} | {row['sessions']:,} "
+                    f"| {_fmt(row.get('open_s'))} "
                     f"| {_fmt(row['cpu_percent'])} | {row['threads']:,} | {_fmt(row['rss_mb'])} "
                     f"| {_fmt(row['lag_p50_ms'], 2)} / {_fmt(row['lag_p99_ms'], 2)} "
-                    f"| {row['delivered']:,} / {row['sent']:,} | {_fmt(row['held'])} |"
+                    f"| {_fmt(row.get('gc_max_pause_ms'))} "
+                    f"| {row['delivered']:,} / {row['sent']:,} "
+                    f"| {row.get('duplicates', '-')} / {row.get('gaps', '-')} "
+                    f"| {_fmt(row['held'])} |"
                 )
     return "\n".join(lines) + "\n"

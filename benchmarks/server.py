@@ -26,8 +26,9 @@ Every stream opens with ``sse.stream.start``. Kinds:
   honours ``Last-Event-ID``; a connection is cut mid-frame after ``drop_every`` results; a
   reconnection without a cursor gets only what is produced from then on (a live stream);
 - ``fanin`` (``sessions``, ``interval``): ``sessions`` session ids, each sent one stamped
-  result every ``interval`` seconds, phases spread over the interval; one ticker thread writes
-  every session's frames.
+  result every ``interval`` seconds, phases spread over the interval. These streams are served
+  by a lean asyncio server on a port of its own (``stream_port`` in the answer; see
+  :class:`_LeanFanin` for why).
 
 Run: ``python -m benchmarks.server`` prints ``{"port": N}`` and serves until stdin closes.
 """
@@ -79,7 +80,7 @@ class Scenario:
         if self.kind == "fanin":
             count = int(spec["sessions"])
             self.session_ids = [f"{sid}-{i}" for i in range(count)]
-            self.ticker = _Ticker(self, float(spec.get("interval", 1.0)))
+            self.lean: _LeanTicker | None = None
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -87,64 +88,213 @@ class Scenario:
                 "kind": self.kind,
                 "connections": list(self.connections),
                 "sent": self.sent,
-                "open": getattr(self, "ticker", None) and self.ticker.open_count(),
+                "open": self.lean.open_count() if getattr(self, "lean", None) else None,
             }
 
 
-class _Ticker:
-    """Writes one stamped frame per session per interval, for every fan-in session."""
+class _LeanFanin:
+    """The fan-in streams: one asyncio loop on one thread, on a port of its own.
 
-    def __init__(self, scenario: Scenario, interval: float) -> None:
+    Why not the thread-per-connection server above: measured at 10,000 sessions, it held
+    thousands of threads, each blocked in ``recv`` until its client sent the request, and
+    accepted too slowly for the clients' connects (SYN and accept queues overflowed, connects
+    were retried by the kernel after 1, 3, 7 s); sessions not open within the client's
+    15 s heartbeat timeout reconnected, which opened more connections: a storm, and nothing
+    delivered. Here a connection costs a socket and a heap entry, frames go out with
+    non-blocking writes (a slow reader grows its own buffer and the lag it shows, and never
+    holds up the others), and one timer wakes per due frame. This is the issue's "lean
+    loopback server" for the benchmark; the emulator is a faithful Lens, not this.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self.loop = asyncio.new_event_loop()
+        self.scenarios: dict[str, Scenario] = {}
+        ready = threading.Event()
+        self.port = 0
+
+        async def start() -> None:
+            server = await self.loop.create_server(
+                lambda: _LeanStream(self), host, 0, backlog=65535
+            )
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.create_task(start())
+            self.loop.run_forever()
+
+        threading.Thread(target=run, name="fanin-lean", daemon=True).start()
+        ready.wait()
+
+    def add(self, scenario: Scenario) -> None:
+        """Serve ``scenario``'s sessions (from now on); its ticker runs until it is stopped."""
+        done = threading.Event()
+
+        def start() -> None:
+            self._start(scenario)
+            done.set()
+
+        self.loop.call_soon_threadsafe(start)
+        done.wait()
+
+    def _start(self, scenario: Scenario) -> None:
+        for sid in scenario.session_ids:
+            self.scenarios[sid] = scenario
+        scenario.lean = _LeanTicker(scenario, self.loop)
+
+    def stop(self, scenario: Scenario) -> None:
+        self.loop.call_soon_threadsafe(self._stop, scenario)
+
+    def _stop(self, scenario: Scenario) -> None:
+        for sid in scenario.session_ids:
+            self.scenarios.pop(sid, None)
+        ticker = getattr(scenario, "lean", None)
+        if ticker is not None:
+            ticker.close()
+
+
+class _LeanTicker:
+    """Writes one stamped frame per session per interval, phases spread over the interval.
+
+    A session's numbers go on across its connections: a reconnection with ``Last-Event-ID``
+    gets the next number after it (so "exactly once" holds across a reconnect), one without
+    gets the session's next number (a live stream). One connection per session is written to:
+    a reconnection replaces the one before.
+    """
+
+    def __init__(self, scenario: Scenario, loop: Any) -> None:
         self.scenario = scenario
-        self.interval = interval
-        self.heap: list[tuple[float, int, socket.socket, int]] = []
-        self.lock = threading.Lock()
-        self.wake = threading.Event()
+        self.loop = loop
+        self.interval = float(scenario.spec.get("interval", 1.0))
         self.count = len(scenario.session_ids)
-        self.live: set[socket.socket] = set()
-        self.thread = threading.Thread(target=self._run, name="fanin-ticker", daemon=True)
-        self.thread.start()
+        self.index = {sid: i for i, sid in enumerate(scenario.session_ids)}
+        self.heap: list[tuple[float, int]] = []
+        self.conns: dict[int, Any] = {}
+        self.next_seq = [1] * self.count
+        self.scheduled = [False] * self.count
+        self.handle: Any = None
+
+    def add(self, sid: str, transport: Any, last_event_id: str) -> None:
+        index = self.index[sid]
+        if last_event_id.isdigit() and len(last_event_id) < 19:
+            self.next_seq[index] = int(last_event_id) + 1
+        old = self.conns.get(index)
+        if old is not None and old is not transport:
+            old.close()
+        self.conns[index] = transport
+        if not self.scheduled[index]:
+            self.scheduled[index] = True
+            due = time.monotonic() + 0.2 + self.interval * index / self.count
+            heapq.heappush(self.heap, (due, index))
+            self._arm()
+
+    def _arm(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if self.heap:
+            self.handle = self.loop.call_at(self.heap[0][0], self._tick)
+
+    def _tick(self) -> None:
+        self.handle = None
+        heap, scenario = self.heap, self.scenario
+        now = time.monotonic()
+        sent = 0
+        while heap and heap[0][0] <= now:
+            due, index = heapq.heappop(heap)
+            transport = self.conns.get(index)
+            if transport is None or transport.is_closing():
+                self.conns.pop(index, None)
+                self.scheduled[index] = False
+                continue
+            seq = self.next_seq[index]
+            self.next_seq[index] = seq + 1
+            transport.write(frames.chunk(frames.result(seq, _now())))
+            sent += 1
+            heapq.heappush(heap, (due + self.interval, index))
+        with scenario.lock:
+            scenario.sent += sent
+        self._arm()
 
     def open_count(self) -> int:
-        with self.lock:
-            return len(self.live)
+        return sum(1 for t in list(self.conns.values()) if not t.is_closing())
 
-    def add(self, index: int, conn: socket.socket) -> None:
-        due = time.monotonic() + 0.2 + self.interval * index / self.count
-        with self.lock:
-            heapq.heappush(self.heap, (due, index, conn, 1))
-            self.live.add(conn)
-        self.wake.set()
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.heap.clear()
+        for transport in self.conns.values():
+            transport.close()
+        self.conns.clear()
 
-    def _run(self) -> None:
-        scenario = self.scenario
-        while not scenario.stopped.is_set():
-            with self.lock:
-                head = self.heap[0][0] if self.heap else None
-            now = time.monotonic()
-            if head is None or head > now:
-                self.wake.wait(0.005 if head is None else min(0.005, head - now))
-                self.wake.clear()
-                continue
-            with self.lock:
-                due, index, conn, seq = heapq.heappop(self.heap)
-            try:
-                conn.sendall(frames.chunk(frames.result(seq, _now())))
-            except OSError:
-                with self.lock:
-                    self.live.discard(conn)
-                _close(conn)
-                continue
-            with scenario.lock:
-                scenario.sent += 1
-            with self.lock:
-                heapq.heappush(self.heap, (due + self.interval, index, conn, seq + 1))
-        with self.lock:
-            conns = list(self.live)
-            self.live.clear()
-            self.heap.clear()
-        for conn in conns:
-            _close(conn)
+
+class _LeanStream:
+    """One fan-in connection (an asyncio protocol): read the request head, answer, register."""
+
+    def __init__(self, server: _LeanFanin) -> None:
+        self.server = server
+        self.head = b""
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self.head is None:
+            return  # a request body or a second request: a stream reads nothing more
+        self.head += data
+        if b"\r\n\r\n" not in self.head:
+            if len(self.head) > _MAX_HEAD:
+                self.transport.close()
+            return
+        lines = self.head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        line = lines[0]
+        cursor = ""
+        for header in lines[1:]:
+            name, _, value = header.partition(":")
+            if name.strip().lower() == "last-event-id":
+                cursor = value.strip()
+        self.head = None  # type: ignore[assignment]
+        parts = line.split(" ")
+        match = _CONSUMER.search(parts[1]) if len(parts) == 3 and parts[0] == "GET" else None
+        scenario = self.server.scenarios.get(match.group(1)) if match else None
+        ticker = getattr(scenario, "lean", None)
+        if match is None or scenario is None or ticker is None:
+            body = json.dumps({"errors": ["Unknown session id"]}).encode()
+            self.transport.write(
+                b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            self.transport.close()
+            return
+        sid = match.group(1)
+        with scenario.lock:
+            scenario.connections.append({"at": _now(), "last_event_id": cursor or None})
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache"
+            b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + frames.chunk(frames.start(sid, ticker.index[sid] + 1))
+        )
+        ticker.add(sid, self.transport, cursor)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        pass  # the buffer grows: the reader is slow, and its lag shows it
+
+    def resume_writing(self) -> None:
+        pass
 
 
 def _close(conn: socket.socket) -> None:
@@ -183,6 +333,8 @@ class BenchServer:
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
         self.readers = itertools.count(1)
+        #: The fan-in streams' server, started with the first fan-in scenario.
+        self.lean: _LeanFanin | None = None
 
     def serve_forever(self) -> None:
         while True:
@@ -227,7 +379,13 @@ class BenchServer:
                     return False
                 rest += data
             scenario = self._create(json.loads(rest[:length]))
-            _json(conn, 200, {"session_id": scenario.sid, "session_ids": scenario.session_ids})
+            created: dict[str, Any] = {
+                "session_id": scenario.sid,
+                "session_ids": scenario.session_ids,
+            }
+            if scenario.kind == "fanin" and self.lean is not None:
+                created["stream_port"] = self.lean.port
+            _json(conn, 200, created)
             return False
         match = _SCENARIO.match(path)
         if match:
@@ -236,6 +394,8 @@ class BenchServer:
                 _json(conn, 404, {"error": "unknown scenario"})
             elif match.group(2):
                 found.stopped.set()
+                if found.kind == "fanin" and self.lean is not None:
+                    self.lean.stop(found)
                 _json(conn, 200, found.stats())
             else:
                 _json(conn, 200, found.stats())
@@ -257,6 +417,11 @@ class BenchServer:
         scenario = Scenario(sid, spec)
         with self.lock:
             self.scenarios[sid] = scenario
+            if scenario.kind == "fanin" and self.lean is None:
+                self.lean = _LeanFanin()
+        if scenario.kind == "fanin":
+            assert self.lean is not None
+            self.lean.add(scenario)
         return scenario
 
     # -- streams ----------------------------------------------------------------------------
@@ -323,9 +488,6 @@ class BenchServer:
         if kind == "resume":
             self._resume(conn, scenario, record, headers, first_connection)
             return False
-        if kind == "fanin":
-            scenario.ticker.add(scenario.session_ids.index(sid), conn)
-            return True
         return False
 
     def _resume(

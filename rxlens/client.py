@@ -163,6 +163,12 @@ class LensClient:
         self.http.verify = verify
         if not verify:
             _warn_insecure()
+        if io == "asyncio":
+            from rxlens.sse import IOLoop
+
+            # Made now: a missing extra is said here, not at the first stream, and aiohttp's
+            # import (a few MB) is paid up front, not inside the first subscription.
+            self._io_loop = IOLoop(verify=verify)
         self._lenses: Lenses | None = None
         self._sessions: Sessions | None = None
 

@@ -437,3 +437,141 @@ def test_back_offs_run_on_the_shared_timer_thread_not_a_thread_each(
     assert [r.text for r in sink.items] == [f"r{i}" for i in range(6)]
     assert len(where) >= 4
     assert set(where[1:]) == {"rxlens-timers"}, where
+
+
+# --- timeouts and the opening gate ------------------------------------------------------------
+
+
+def test_a_stream_silent_after_its_head_is_a_read_timeout() -> None:
+    from sse_server import ScriptedServer, sse
+
+    from rxlens.errors import ReadTimeout
+
+    with ScriptedServer() as srv:
+        srv.add(sse(b"id: 1\ndata: a\n\n", then="hold"))
+        loop = IOLoop()
+        source = AsyncSSESource(srv.url, io_loop=loop, timeout=(5.0, 0.4))
+        sink, _ = subscribe(source)
+        sink.wait(10)
+        assert [e.data for e in sink.items] == ["a"]
+        assert isinstance(sink.error, ReadTimeout), repr(sink.error)
+        assert "no bytes" in str(sink.error) and sink.error.retryable
+        loop.close()
+
+
+def test_a_server_that_never_answers_is_a_read_timeout() -> None:
+    from sse_server import Handler, ScriptedServer
+
+    from rxlens.errors import ReadTimeout
+
+    def silent(h: Handler) -> None:
+        h.hold()
+
+    with ScriptedServer() as srv:
+        srv.add(silent)
+        loop = IOLoop()
+        sink, _ = subscribe(AsyncSSESource(srv.url, io_loop=loop, timeout=(0.5, 0.5)))
+        sink.wait(10)
+        assert isinstance(sink.error, ReadTimeout), repr(sink.error)
+        assert "no response" in str(sink.error)
+        loop.close()
+
+
+def test_at_most_opening_connections_are_being_opened_at_once() -> None:
+    # Each answer's head comes after a pause: with a gate of 3, the server never has more than
+    # 3 requests waiting for their head, and all 12 streams still open, one turn after another.
+    from sse_server import Handler, ScriptedServer
+
+    waiting = 0
+    most = 0
+    lock = threading.Lock()
+
+    def slow_head(h: Handler) -> None:
+        nonlocal waiting, most
+        with lock:
+            waiting += 1
+            most = max(most, waiting)
+        time.sleep(0.2)
+        with lock:
+            waiting -= 1
+        h.start_sse()
+        h.write(b"id: 1\ndata: a\n\n")
+        h.hold()
+
+    with ScriptedServer() as srv:
+        srv.add(slow_head)
+        loop = IOLoop()
+        loop.opening = 3
+        sinks = [subscribe(AsyncSSESource(srv.url, io_loop=loop))[0] for _ in range(12)]
+        for sink in sinks:
+            sink.wait_items(1, timeout=20)
+        assert most == 3, most
+        loop.close()
+
+
+# --- local failures: typed, never retried (as the threaded source) ------------------------------
+
+
+def test_a_bug_on_the_io_thread_ends_the_subscription_typed_and_unretried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sse_server import ScriptedServer, frames, sse
+
+    from rxlens.errors import LocalError
+    from rxlens.sse import Decoder
+
+    bug = TypeError("a bug in the decoder")
+
+    class Broken(Decoder):
+        def feed(self, chunk: bytes) -> list[Event]:
+            raise bug
+
+    monkeypatch.setattr("rxlens.sse._aio.Decoder", Broken)
+    with ScriptedServer() as srv:
+        srv.add(sse(frames(range(2))))
+        loop = IOLoop()
+        from rxlens.operators import resume
+
+        sink, _ = subscribe(AsyncSSESource(srv.url, io_loop=loop).pipe(resume(FAST)))
+        sink.wait()
+        assert isinstance(sink.error, LocalError) and not sink.error.retryable, repr(sink.error)
+        assert sink.error.__cause__ is bug
+        assert srv.connections == 1
+        loop.close()
+
+
+@pytest.mark.parametrize("value", ["a\r\nInjected: 1", "a\nb"])
+def test_a_header_http_cannot_carry_is_a_local_error_not_retried(value: str) -> None:
+    from sse_server import ScriptedServer, frames, sse
+
+    from rxlens.errors import LocalError
+    from rxlens.operators import resume
+
+    with ScriptedServer() as srv:
+        srv.add(sse(frames(range(1))))
+        loop = IOLoop()
+        source = AsyncSSESource(srv.url, io_loop=loop, headers={"X-Value": value})
+        sink, _ = subscribe(source.pipe(resume(FAST)))
+        sink.wait()
+        assert isinstance(sink.error, LocalError) and not sink.error.retryable, repr(sink.error)
+        assert value not in str(sink.error) and srv.connections == 0
+        loop.close()
+
+
+def test_bytes_received_before_a_cut_are_delivered_and_move_the_cursor() -> None:
+    # A short stream cut at once: its bytes and the cut often arrive together, before the
+    # first read. Every event in them is delivered, and the reconnect resumes after the last.
+    from sse_server import ScriptedServer, frames, sse
+
+    from rxlens.operators import resume
+
+    for _ in range(10):
+        with ScriptedServer() as srv:
+            srv.add(sse(frames(range(1, 5)), then="drop"), sse(frames(range(5, 7))))
+            loop = IOLoop()
+            source = AsyncSSESource(srv.url, io_loop=loop)
+            sink, _ = subscribe(source.pipe(resume(RetryPolicy.immediate(max_attempts=3))))
+            sink.wait_items(6)
+            assert [e.id for e in sink.items[:6]] == [str(i) for i in range(1, 7)]
+            assert srv.requests[1].get("last-event-id") == "4"
+            loop.close()

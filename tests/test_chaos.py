@@ -43,6 +43,10 @@ from rxlens.emulator import Faults, LensEmulator
 from rxlens.events import InferenceResult, LensEvent, MalformedEvent, StreamEnd
 from rxlens.sse import ConnectionState
 
+#: Both I/O designs of ``LensClient`` face every scenario.
+IO = Literal["threads", "asyncio"]
+IOS: list[IO] = ["threads", "asyncio"]
+
 IdsMode = Literal["on", "off", "switching"]
 
 #: The base seed unless ``RXLENS_CHAOS_SEED`` says otherwise.
@@ -243,11 +247,11 @@ class Driver(threading.Thread):
                 return
 
 
-def run_scenario(scenario: Scenario) -> Outcome:
+def run_scenario(scenario: Scenario, io: IO = "threads") -> Outcome:
     emu = LensEmulator(
         heartbeat_interval=HEARTBEAT_INTERVAL, idle_timeout=60.0, seed=scenario.seed
     ).start()
-    client = LensClient(api_key=emu.api_key, base_url=emu.base_url)
+    client = LensClient(api_key=emu.api_key, base_url=emu.base_url, io=io)
     driver: Driver | None = None
     try:
         sid = emu.create_session("manual", faults=scenario.phases[0])
@@ -408,14 +412,15 @@ def scenario_seeds() -> Iterator[Any]:
 
 
 @pytest.mark.filterwarnings("ignore:.*sends no event ids:UserWarning")
+@pytest.mark.parametrize("io", IOS)
 @pytest.mark.parametrize("seed", list(scenario_seeds()))
-def test_chaos_scenario(seed: int) -> None:
+def test_chaos_scenario(seed: int, io: IO) -> None:
     scenario = draw_scenario(seed)
     threads = set(threading.enumerate())
     sockets = open_sockets()
-    replay = f"RXLENS_CHAOS_SEED={seed} RXLENS_CHAOS_RUNS=1 pytest tests/test_chaos.py"
+    replay = f"RXLENS_CHAOS_SEED={seed} RXLENS_CHAOS_RUNS=1 pytest tests/test_chaos.py -k {io}"
     try:
-        outcome = run_scenario(scenario)
+        outcome = run_scenario(scenario, io)
         figures = check(scenario, outcome)
     except Exception as exc:
         raise AssertionError(
@@ -425,7 +430,7 @@ def test_chaos_scenario(seed: int) -> None:
     leaks = wait_for_baseline(threads, sockets)
     assert not leaks, f"{leaks}\n{scenario.describe()}\nreplay with: {replay}"
     print(
-        f"chaos seed {seed}: ids {scenario.ids}, {len(scenario.phases)} phases, "
+        f"chaos seed {seed} ({io}): ids {scenario.ids}, {len(scenario.phases)} phases, "
         f"{outcome.elapsed:.1f} s, " + ", ".join(f"{k} {v}" for k, v in figures.items())
     )
 
@@ -478,13 +483,15 @@ START_FRAME = b'data: {"type":"sse.stream.start","event_data":{"session_id":"lsn
 END_FRAME = b'data: {"type":"sse.stream.end"}\n\n'
 
 
-def scripted_events(srv: Any, **options: Any) -> tuple[list[str], list[ConnectionState]]:
+def scripted_events(
+    srv: Any, io: IO, **options: Any
+) -> tuple[list[str], list[ConnectionState]]:
     """Every result text ``LensClient.events`` delivers from a scripted server, and the states."""
     from rxlens import collect
 
     base = srv.url.rsplit("/", 1)[0] + "/api"
     states: list[ConnectionState] = []
-    with LensClient(api_key="k", base_url=base) as client:
+    with LensClient(api_key="k", base_url=base, io=io) as client:
         items = collect(
             client.events(
                 "lsn-c",
@@ -499,7 +506,8 @@ def scripted_events(srv: Any, **options: Any) -> tuple[list[str], list[Connectio
     return [e.text or "" for e in items if isinstance(e, InferenceResult)], states
 
 
-def test_reused_ids_lose_nothing() -> None:
+@pytest.mark.parametrize("io", IOS)
+def test_reused_ids_lose_nothing(io: IO) -> None:
     # Second-resolution timestamps as ids: several events share one id on one connection. Each
     # is delivered; the reconnect resumes from the last id.
     from sse_server import ScriptedServer, sse
@@ -512,7 +520,7 @@ def test_reused_ids_lose_nothing() -> None:
             sse(START_FRAME, *(lens_frame(t, i) for t, i in first), then="drop"),
             sse(START_FRAME, *(lens_frame(t, i) for t, i in second), END_FRAME),
         )
-        texts, states = scripted_events(srv)
+        texts, states = scripted_events(srv, io)
         assert srv.requests[1].get("last-event-id") == "1700000001"
     assert texts == ["a", "b", "c", "d", "e", "f"]
     # resume reports the cursor it was given (the subscription's source): URL and last id.
@@ -521,7 +529,8 @@ def test_reused_ids_lose_nothing() -> None:
     assert backing_off.last_event_id == "1700000001"
 
 
-def test_a_restarted_server_loses_nothing_and_says_so() -> None:
+@pytest.mark.parametrize("io", IOS)
+def test_a_restarted_server_loses_nothing_and_says_so(io: IO) -> None:
     # The server restarts between two connections and numbers from 1 again: its new events are
     # delivered (never taken for replays), with a warning and a connection-state note.
     from sse_server import ScriptedServer, sse
@@ -532,13 +541,14 @@ def test_a_restarted_server_loses_nothing_and_says_so() -> None:
             sse(START_FRAME, *(lens_frame(f"new {i}", str(i)) for i in range(1, 9)), END_FRAME),
         )
         with pytest.warns(UserWarning, match="went back"):
-            texts, states = scripted_events(srv)
+            texts, states = scripted_events(srv, io)
     assert texts == [f"old {i}" for i in range(1, 6)] + [f"new {i}" for i in range(1, 9)]
     notes = [s.note for s in states if s.note]
     assert len(notes) == 1 and "went back" in notes[0]
 
 
-def test_a_replaying_server_is_deduplicated_exactly_once() -> None:
+@pytest.mark.parametrize("io", IOS)
+def test_a_replaying_server_is_deduplicated_exactly_once(io: IO) -> None:
     # The server ignores Last-Event-ID and sends its whole log again: exactly once, no warning.
     import warnings
 
@@ -551,12 +561,13 @@ def test_a_replaying_server_is_deduplicated_exactly_once() -> None:
         )
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            texts, states = scripted_events(srv)
+            texts, states = scripted_events(srv, io)
     assert texts == [f"r{i}" for i in range(1, 9)]
     assert not [s for s in states if s.note]
 
 
-def test_a_drop_before_any_id_is_reported() -> None:
+@pytest.mark.parametrize("io", IOS)
+def test_a_drop_before_any_id_is_reported(io: IO) -> None:
     # The connection drops before the first event with an id: the reconnect has no cursor, so
     # events sent meanwhile cannot be asked for. That possible loss is said, never silent.
     from sse_server import ScriptedServer, sse
@@ -567,18 +578,19 @@ def test_a_drop_before_any_id_is_reported() -> None:
             sse(START_FRAME, *(lens_frame(f"r{i}", str(i)) for i in range(1, 4)), END_FRAME),
         )
         with pytest.warns(UserWarning, match="may be missing"):
-            texts, states = scripted_events(srv)
+            texts, states = scripted_events(srv, io)
     assert texts == ["r1", "r2", "r3"]
     (note,) = [s for s in states if s.note]
     assert note.kind == "backing_off" and "may be missing" in note.note
 
 
-def test_two_subscriptions_to_one_observable_each_get_every_event() -> None:
+@pytest.mark.parametrize("io", IOS)
+def test_two_subscriptions_to_one_observable_each_get_every_event(io: IO) -> None:
     # One cold client.events(sid), subscribed twice, with drops: each subscription resumes from
     # its own cursor. (Before, they shared one: one got 160 of 300 events, the other 249.)
     n = 300
     with LensEmulator(heartbeat_interval=0.1, idle_timeout=60.0, seed=7) as emu:
-        client = LensClient(api_key=emu.api_key, base_url=emu.base_url)
+        client = LensClient(api_key=emu.api_key, base_url=emu.base_url, io=io)
         sid = emu.create_session("manual", faults=Faults(drop_rate=0.03))
         # last_event_id="0": a cursor from the start, so even a drop before the first event
         # resumes exactly (without one, that drop may lose events, with a note; tested above).

@@ -104,11 +104,12 @@ def test_verify_false_warns() -> None:
 # --- connect ----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("io", ["threads", "asyncio"])
 @pytest.mark.parametrize("prefix", ["/api", "/v0.5"])
 def test_connect_gives_typed_events_under_both_prefixes(
-    emu: LensEmulator, prefix: str
+    emu: LensEmulator, prefix: str, io: Any
 ) -> None:
-    client = LensClient(api_key=emu.api_key, base_url=emu.root_url + prefix)
+    client = LensClient(api_key=emu.api_key, base_url=emu.root_url + prefix, io=io)
     sid = emu.create_session()
     sink, disposable = subscribe(client.connect(sid))
     emu.wait_readers(sid, 1)
@@ -121,8 +122,9 @@ def test_connect_gives_typed_events_under_both_prefixes(
     assert result.id is not None and result.received_at > 0 and '"r1"' in result.raw
 
 
-def test_wrong_key_is_authentication_error(emu: LensEmulator) -> None:
-    client = LensClient(api_key="wrong-key", base_url=emu.base_url)
+@pytest.mark.parametrize("io", ["threads", "asyncio"])
+def test_wrong_key_is_authentication_error(emu: LensEmulator, io: Any) -> None:
+    client = LensClient(api_key="wrong-key", base_url=emu.base_url, io=io)
     sid = emu.create_session()
     sink, _ = subscribe(client.events(sid, policy=FAST, check_channel=False))
     sink.wait()
@@ -289,8 +291,9 @@ def test_unreadable_metadata_warns_and_goes_ahead(emu: LensEmulator) -> None:
     assert sink.error is None and [r.text for r in sink.items] == ["r1"]
 
 
-def test_a_rejected_key_is_reported_once_by_the_stream(emu: LensEmulator) -> None:
-    client = LensClient(api_key="not-the-key", base_url=emu.base_url)
+@pytest.mark.parametrize("io", ["threads", "asyncio"])
+def test_a_rejected_key_is_reported_once_by_the_stream(emu: LensEmulator, io: Any) -> None:
+    client = LensClient(api_key="not-the-key", base_url=emu.base_url, io=io)
     sid = emu.create_session()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a channel-check warning first would report it twice

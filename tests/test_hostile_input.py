@@ -323,9 +323,18 @@ def hostile() -> Iterator[HostileServer]:
         server.close()
 
 
+@pytest.fixture(params=["threads", "asyncio"])
+def io(request: pytest.FixtureRequest) -> str:
+    """Both I/O designs of ``LensClient``: every case holds for each."""
+    param: str = request.param
+    return param
+
+
 @pytest.fixture()
-def client(hostile: HostileServer) -> Iterator[LensClient]:
-    with LensClient(api_key="k-hostile", base_url=hostile.base_url, max_event_bytes=CAP) as c:
+def client(hostile: HostileServer, io: Any) -> Iterator[LensClient]:
+    with LensClient(
+        api_key="k-hostile", base_url=hostile.base_url, max_event_bytes=CAP, io=io
+    ) as c:
         yield c
 
 
@@ -382,9 +391,9 @@ def test_endless_input_stops_at_the_cap(
     carries_on(client)
 
 
-def test_the_default_cap_applies_without_configuration(hostile: HostileServer) -> None:
+def test_the_default_cap_applies_without_configuration(hostile: HostileServer, io: Any) -> None:
     # The default (16 MiB) is what protects a client nobody configured.
-    with LensClient(api_key="k", base_url=hostile.base_url) as default_client:
+    with LensClient(api_key="k", base_url=hostile.base_url, io=io) as default_client:
         error = error_of(default_client, "endless_line")
     assert isinstance(error, EventTooLarge) and error.limit == 16 * 2**20
 
@@ -441,10 +450,10 @@ def test_wrong_content_type_is_a_typed_error_not_retried(
     carries_on(client)
 
 
-def test_wrong_content_type_from_the_emulator(lens_emulator: LensEmulator) -> None:
+def test_wrong_content_type_from_the_emulator(lens_emulator: LensEmulator, io: Any) -> None:
     sid = lens_emulator.create_session(faults=Faults(content_type="text/plain; charset=utf-8"))
     with (
-        LensClient(api_key=lens_emulator.api_key, base_url=lens_emulator.base_url) as client,
+        LensClient(api_key=lens_emulator.api_key, base_url=lens_emulator.base_url, io=io) as client,
         pytest.raises(ContentTypeError, match="text/plain"),
     ):
         collect(client.events(sid, policy=FAST), timeout=10)

@@ -20,36 +20,29 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from rxlens._text import mask_secrets, secrets_of, truncate
 from rxlens.errors import (
-    AuthenticationError,
-    ContentEncodingError,
-    ContentTypeError,
     EventTooLarge,
-    HTTPStatusError,
+    LocalError,
     MissingDependency,
-    NotFound,
     ReadTimeout,
     RxLensError,
     StreamClosed,
     TransportError,
+    is_downstream,
 )
 from rxlens.sse._connect import encode_event_id as utf8_event_id
+from rxlens.sse._connect import unexpected_error
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
 from rxlens.sse._delivery import deliver as deliver_events
 from rxlens.sse._models import Event
 from rxlens.sse._state import ConnectionState, StateCallback, report
-from rxlens.sse._transport import (
-    DEFAULT_TIMEOUT,
-    content_type_essence,
-    parse_retry_after,
-    safe_url,
-)
+from rxlens.sse._transport import DEFAULT_TIMEOUT, answer_error, is_event_stream, safe_url
 
 if TYPE_CHECKING:
     import aiohttp
@@ -74,9 +67,21 @@ class IOLoop:
     reference count), or at :meth:`close`; a later connection starts a new one. Its aiohttp
     session closes every socket after use (``force_close``): SSE connections are long-lived,
     so there is nothing to pool, and a disposed connection leaves no socket behind.
+
+    At most :attr:`opening` connections are being opened at a time (connect, request, status
+    line and headers); the others wait their turn, first come first served. Why: one thread
+    opens connections at a bounded rate (about 1 ms of CPU each, measured), and ten thousand
+    opened all at once progress together and all finish late, past the 15 s heartbeat
+    timeout of :meth:`rxlens.LensClient.events`, whose reconnects then cancel them and queue
+    them again: measured, 10,000 sessions opened that way never all got open. In turn, the
+    first ones open at once and start delivering while the rest queue.
     """
 
+    #: How many connections may be opening at once (see the class docstring).
+    opening = 64
+
     def __init__(self, *, verify: bool = True, name: str = "rxlens-aio") -> None:
+        _aiohttp()  # useless without it: say so now (MissingDependency)
         self.verify = verify
         self.name = name
         self._lock = threading.Lock()
@@ -84,6 +89,7 @@ class IOLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._gate: asyncio.Semaphore | None = None
 
     def __repr__(self) -> str:
         return f"IOLoop(connections={self._users}, running={self._thread is not None})"
@@ -115,7 +121,7 @@ class IOLoop:
             if self._users > 0 or self._loop is None:
                 return
             loop, self._loop, self._thread = self._loop, None, None
-            session, self._session = self._session, None
+            session, self._session, self._gate = self._session, None, None
         loop.call_soon_threadsafe(lambda: loop.create_task(_shut_down(loop, session)))
 
     def close(self, timeout: float = 5.0) -> None:
@@ -124,6 +130,7 @@ class IOLoop:
             loop, thread = self._loop, self._thread
             session = self._session
             self._loop, self._thread, self._session, self._users = None, None, None, 0
+            self._gate = None
         if loop is None or thread is None:
             return
         try:
@@ -144,6 +151,12 @@ class IOLoop:
             )
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self._session
+
+    def gate(self) -> asyncio.Semaphore:
+        """The turn to open a connection (called on the loop thread; see the class docstring)."""
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self.opening)
+        return self._gate
 
     def _run(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
         asyncio.set_event_loop(loop)
@@ -168,8 +181,94 @@ async def _shut_down(
     loop.stop()
 
 
-#: The loop of sources made without one (``AsyncSSESource(url)`` on its own).
-_default_loop = IOLoop(name="rxlens-aio-default")
+class _ReadWatch:
+    """The read timeout of one open stream: no byte for ``seconds`` fails its pending read.
+
+    One timer per connection that looks at the byte count every quarter of ``seconds`` (so a
+    silence is caught within 1.25 times ``seconds``), instead of a timer made and cancelled
+    per chunk. The failure is an :class:`asyncio.TimeoutError` raised by the read, as
+    aiohttp's own read timeout does.
+    """
+
+    __slots__ = ("content", "handle", "last", "quiet_since", "seconds")
+
+    def __init__(self, content: Any, seconds: float) -> None:
+        self.content = content
+        self.seconds = seconds
+        self.last = content.total_bytes
+        self.quiet_since = time.monotonic()
+        self.handle = asyncio.get_running_loop().call_later(seconds / 4, self._check)
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        seen = self.content.total_bytes
+        if seen != self.last:
+            self.last, self.quiet_since = seen, now
+        elif now - self.quiet_since >= self.seconds:
+            self.content.set_exception(asyncio.TimeoutError())
+            return
+        self.handle = asyncio.get_running_loop().call_later(self.seconds / 4, self._check)
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
+#: The most one read of a stream's body hands to the decoder (see _Draining).
+_READ_BYTES = 64 * 1024
+
+
+class _Draining:
+    """A response body whose reads hand out what arrived before a failure, then the failure.
+
+    aiohttp's ``readany`` raises a failure of the connection (a cut mid-body, the read
+    timeout) as soon as it is set, even with bytes already received and buffered: the events
+    in those bytes were lost and the cursor stayed behind them, so a reconnect asked for them
+    with an older ``Last-Event-ID`` or none at all (found by the chaos suite run with
+    ``io="asyncio"``). The threaded source delivers every byte read before a cut; so does this.
+
+    Each read hands out at most :data:`_READ_BYTES`: ``readany`` hands out the whole buffer,
+    which grows to hundreds of KB while the loop is busy elsewhere, and the decoder copies a
+    chunk a few times (measured: 480 KB chunks took a stream of 64 KiB ids to a 2.6 MB peak,
+    over the hostile-input suite's 2 MiB bound). Everything else is the reader's.
+    """
+
+    __slots__ = ("reader",)
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.reader, name)  # aiohttp's own uses of the body, unchanged
+
+    async def readany(self) -> bytes:
+        reader = self.reader
+        failure = reader.exception()
+        if failure is not None:
+            # aiohttp has no public read of the buffer once a failure is set: lift the failure
+            # for one non-blocking read, then put it back.
+            reader._exception = None
+            try:
+                data: bytes = reader.read_nowait(_READ_BYTES)
+            finally:
+                reader._exception = failure
+            if data:
+                return data
+        chunk: bytes = await reader.read(_READ_BYTES)  # what is there, up to the bound
+        return chunk
+
+
+#: The loop of sources made without one (``AsyncSSESource(url)`` on its own), made with the
+#: first of them (an IOLoop needs aiohttp, and importing this module must not).
+_default_loop: IOLoop | None = None
+_default_lock = threading.Lock()
+
+
+def _default_io_loop() -> IOLoop:
+    global _default_loop
+    with _default_lock:
+        if _default_loop is None:
+            _default_loop = IOLoop(name="rxlens-aio-default")
+        return _default_loop
 
 
 def encode_event_id(event_id: str) -> str:
@@ -185,12 +284,14 @@ def encode_event_id(event_id: str) -> str:
 class _Subscription:
     """One subscription's state: its cursor, and whether it was disposed."""
 
-    __slots__ = ("disposed", "last_event_id", "observer")
+    __slots__ = ("disposed", "last_event_id", "observer", "opened")
 
     def __init__(self, observer: abc.ObserverBase[Event], last_event_id: str) -> None:
         self.observer = observer
         self.last_event_id = last_event_id
         self.disposed = False
+        #: Whether the server answered (failures after that may be reported in full).
+        self.opened = False
 
 
 def deliver(
@@ -255,7 +356,7 @@ class AsyncSSESource(Observable[Event]):
         self.retry_ms: int | None = None
         #: How many events this source has decoded, across connections.
         self.delivered = 0
-        self.io_loop = io_loop if io_loop is not None else _default_loop
+        self.io_loop = io_loop if io_loop is not None else _default_io_loop()
         self.timeouts = timeout
         self.max_event_bytes = max_event_bytes
         self.on_state = on_state
@@ -304,52 +405,83 @@ class AsyncSSESource(Observable[Event]):
             )
 
     async def _run(self, sub: _Subscription) -> None:
-        # The task body: whatever fails ends the subscription with a typed on_error.
-        try:
-            error = await self._connect_and_read(sub)
-        except asyncio.CancelledError:
-            self._state(sub, "closed")
-            raise
-        if sub.disposed:
-            self._state(sub, "closed")
-            return
+        # The task body: whatever fails in the library ends the subscription with a typed
+        # on_error, never the task alone (the rule of SSESource._run).
         observer = sub.observer
+        terminated = False
         try:
+            try:
+                error = await self._connect_and_read(sub)
+            except asyncio.CancelledError:
+                self._state(sub, "closed")
+                raise
+            if sub.disposed:
+                self._state(sub, "closed")
+                return
+            terminated = True
             if error is None:
                 self._state(sub, "closed")
                 observer.on_completed()
                 return
-            downstream = getattr(error, "_rxlens_downstream", False)
+            downstream = is_downstream(error)
             if isinstance(error, RxLensError) and not downstream and error.retry_ms is None:
                 error.retry_ms = self.retry_ms
             observer.on_error(error)
-        except Exception:
-            # The subscriber's own on_error / on_completed raised: nobody is left to tell.
-            log.exception("a subscriber's on_error or on_completed raised")
+        except Exception as exc:
+            if terminated:
+                # The subscriber's own on_error / on_completed raised: nobody is left to tell.
+                log.exception("a subscriber's on_error or on_completed raised")
+                return
+            observer.on_error(unexpected_error(exc, after_open=True))
 
     async def _connect_and_read(self, sub: _Subscription) -> Exception | None:
         """One connection; returns why it ended (None: the server answered 204)."""
         aiohttp = _aiohttp()
-        failure: Exception | None = None
         try:
             headers = self.request_headers(sub.last_event_id)
         except RxLensError as exc:
             return exc
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.timeouts[0], sock_read=self.timeouts[1]
-        )
+        # No ``sock_read``: aiohttp re-arms it on every read (a timer cancelled and made per
+        # chunk, a fifth of the I/O thread's time at 2,000 sessions, measured). The answer's
+        # head gets connect + read seconds; the body is watched by _ReadWatch.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts[0], sock_read=None)
         self._state(sub, "connecting")
+        try:
+            return await self._open_and_read(sub, headers, timeout)
+        except RxLensError as exc:
+            return exc
+        except Exception as exc:  # not an rxlens error: a bug, or the network below aiohttp
+            return unexpected_error(exc, after_open=sub.opened)
+
+    async def _open_and_read(
+        self, sub: _Subscription, headers: Mapping[str, str], timeout: Any
+    ) -> Exception | None:
+        """Open, check and read one response; returns why it ended (None: a 204)."""
+        aiohttp = _aiohttp()
+        failure: Exception | None = None
         response = None
         try:
             try:
-                response = await self.io_loop.session().get(
-                    self.url, headers=headers, timeout=timeout, allow_redirects=True
-                )
+                async with self.io_loop.gate():
+                    response = await asyncio.wait_for(
+                        self.io_loop.session().get(
+                            self.url, headers=headers, timeout=timeout, allow_redirects=True
+                        ),
+                        sum(self.timeouts),
+                    )
             except asyncio.TimeoutError as exc:
                 failure = ReadTimeout(
                     f"no response from {safe_url(self.url)}: {self._reason(exc, headers)}"
                 )
-            except (aiohttp.ClientError, OSError, ValueError) as exc:
+            except ValueError as exc:
+                # The request could not be built (a header value HTTP cannot carry, a URL
+                # aiohttp cannot use): no reconnect can help. Its message may quote the value.
+                failure = LocalError(
+                    f"cannot send the request to {safe_url(self.url)}: {type(exc).__name__} (a "
+                    "header value that is not text or holds CR/LF, or a URL aiohttp cannot "
+                    "use); not retried"
+                )
+            except (aiohttp.ClientError, OSError) as exc:
                 failure = TransportError(
                     f"cannot connect to {safe_url(self.url)}: {self._reason(exc, headers)}; "
                     "check the base URL and that the server is reachable"
@@ -358,13 +490,19 @@ class AsyncSSESource(Observable[Event]):
             if failure is not None:
                 return failure
             assert response is not None
+            sub.opened = True
             if response.status == 204:
                 return None
             problem = await self._check(response, headers)
             if problem is not None:
                 return problem
             self._state(sub, "open", headers=dict(response.headers))
-            return await self._pump(sub, response, headers)
+            watch = _ReadWatch(response.content, self.timeouts[1])
+            response.content = cast(Any, _Draining(response.content))
+            try:
+                return await self._pump(sub, response, headers)
+            finally:
+                watch.cancel()
         finally:
             if response is not None:
                 response.close()
@@ -372,25 +510,11 @@ class AsyncSSESource(Observable[Event]):
     async def _check(
         self, response: aiohttp.ClientResponse, headers: Mapping[str, str]
     ) -> Exception | None:
-        """The typed error for a response that is no event stream, else None."""
+        """The typed error for a response that is no event stream, else None (shared rule)."""
         status = response.status
-        if status != 200:
-            body = await self._body(response, headers)
-            shown = safe_url(self.url)
-            if status in (401, 403):
-                return AuthenticationError(status, shown, body)
-            if status == 404:
-                return NotFound(status, shown, body)
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return HTTPStatusError(status, shown, body, retry_after=retry_after)
-        content_type = response.headers.get("Content-Type", "")
-        if content_type_essence(content_type) != "text/event-stream":
-            body = await self._body(response, headers)
-            return ContentTypeError(content_type, safe_url(self.url), body)
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        if encoding not in ("", "identity"):
-            return ContentEncodingError(encoding, content_type, safe_url(self.url))
-        return None
+        ok = is_event_stream(status, response.headers)
+        body = "" if ok else await self._body(response, headers)
+        return answer_error(status, response.headers, self.url, body)
 
     async def _body(
         self, response: aiohttp.ClientResponse, headers: Mapping[str, str], limit: int = 4096

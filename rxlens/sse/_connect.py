@@ -60,8 +60,8 @@ def encode_event_id(event_id: str) -> bytes:
         raise UnsendableEventId(event_id, "it is not valid Unicode (a lone surrogate)") from None
 
 
-def _unexpected(exc: Exception, after_open: bool) -> RxLensError:
-    """The typed error for an exception that is not an rxlens error."""
+def unexpected_error(exc: Exception, after_open: bool) -> RxLensError:
+    """The typed error for an exception that is not an rxlens error (both I/O designs)."""
     if isinstance(exc, _NETWORK_ERRORS) and not isinstance(exc, ValueError):
         return TransportError(f"connection failed: {type(exc).__name__}: {exc}")
     if not after_open:
@@ -207,7 +207,7 @@ class SSESource(Observable[Event]):
                 # The subscriber's own on_error / on_completed raised: nobody is left to tell.
                 log.exception("a subscriber's on_error or on_completed raised (thread ends)")
                 return
-            observer.on_error(_unexpected(exc, after_open=True))
+            observer.on_error(unexpected_error(exc, after_open=True))
 
     def _connect_and_read(
         self, observer: abc.ObserverBase[Event], handle: SocketHandle
@@ -231,7 +231,7 @@ class SSESource(Observable[Event]):
         except RxLensError as exc:
             error = exc
         except Exception as exc:  # not an rxlens error: the network below requests, or a bug
-            error = _unexpected(exc, after_open=connection is not None and connection.opened)
+            error = unexpected_error(exc, after_open=connection is not None and connection.opened)
         finally:
             if connection is not None:
                 connection.close()

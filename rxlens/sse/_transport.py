@@ -205,17 +205,40 @@ def _read_body(response: requests.Response, limit: int = 4096) -> str:
     return text if len(raw) <= limit else truncate(text, limit)
 
 
-def status_error(response: requests.Response, url: str) -> HTTPStatusError:
-    """The typed error for a non-200 answer."""
-    status = response.status_code
-    body = _read_body(response)
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+def is_event_stream(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether an answer is a 200 ``text/event-stream`` (else its body is the error's context)."""
+    return status == 200 and (
+        content_type_essence(headers.get("Content-Type")) == "text/event-stream"
+    )
+
+
+def answer_error(
+    status: int, headers: Mapping[str, str], url: str, body: str = ""
+) -> RxLensError | None:
+    """The typed error for an answer that is no readable event stream, or None.
+
+    The one rule of both I/O designs (``io="threads"`` and ``io="asyncio"``): 401/403
+    :class:`AuthenticationError`, 404 :class:`NotFound`, another status
+    :class:`HTTPStatusError` with its ``Retry-After``, a 200 of another type
+    :class:`ContentTypeError`, a compressed one :class:`ContentEncodingError`. ``body`` is
+    the start of the answer (read by the caller when :func:`is_event_stream` says no; the key
+    already masked). A 204 is the end of the stream, not an error: callers check it first.
+    """
     shown = safe_url(url)
-    if status in (401, 403):
-        return AuthenticationError(status, shown, body)
-    if status == 404:
-        return NotFound(status, shown, body)
-    return HTTPStatusError(status, shown, body, retry_after=retry_after)
+    if status != 200:
+        if status in (401, 403):
+            return AuthenticationError(status, shown, body)
+        if status == 404:
+            return NotFound(status, shown, body)
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        return HTTPStatusError(status, shown, body, retry_after=retry_after)
+    content_type = headers.get("Content-Type", "")
+    if content_type_essence(content_type) != "text/event-stream":
+        return ContentTypeError(content_type, shown, body)
+    encoding = headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        return ContentEncodingError(encoding, content_type, shown)
+    return None
 
 
 class Connection:
@@ -287,14 +310,11 @@ class Connection:
         self.handle.attach(_response_socket(response))
         if response.status_code == 204:
             return None
-        if response.status_code != 200:
-            raise status_error(response, self.url)
-        content_type = response.headers.get("Content-Type", "")
-        if content_type_essence(content_type) != "text/event-stream":
-            raise ContentTypeError(content_type, safe_url(self.url), _read_body(response))
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        if encoding not in ("", "identity"):
-            raise ContentEncodingError(encoding, content_type, safe_url(self.url))
+        status, answer = response.status_code, response.headers
+        body = "" if is_event_stream(status, answer) else _read_body(response)
+        problem = answer_error(status, answer, self.url, body)
+        if problem is not None:
+            raise problem
         return response
 
     def chunks(self) -> Iterator[bytes]:
