@@ -341,7 +341,10 @@ class LensClient:
         - resumes after drops and retryable errors (``policy``, default
           :class:`~rxlens.RetryPolicy`), from ``Last-Event-ID`` where the server sends ids;
         - treats a connection silent for more than ``heartbeat_timeout`` seconds (no frame of
-          any kind; the server sends heartbeats every ~5 s) as dead, and resumes it;
+          any kind; the server sends heartbeats every ~5 s) as dead, and resumes it; the
+          seconds count from the connection's open (its response head), so a connection
+          waiting in the client's own queue to open (``io="asyncio"``, thousands of sessions)
+          is not taken for a silent one: the connect and read timeouts bound the opening;
         - resumes a close that came without ``sse.stream.end``;
         - completes after ``sse.stream.end`` (which it delivers).
 

@@ -29,7 +29,7 @@ from rxlens.events import LensEvent
 from rxlens.operators import events_preset, heartbeat_timeout, resume, typed, until_end
 from rxlens.retry import RetryPolicy
 from rxlens.sse import ConnectionState, Event, SSESource
-from rxlens.sse._delivery import deliver
+from rxlens.sse._delivery import FrameObserver, deliver
 
 URL = "http://lens.test/api/lens/sessions/consumer/lsn-1"
 
@@ -377,3 +377,60 @@ def test_a_subscriber_that_disposes_mid_chunk_stops_the_chunk_and_the_cursor(how
                 assert not thread.is_alive()
         assert seen == [str(n) for n in range(1, 11)]
         assert source.last_event_id == "10"
+
+
+class Queued(SSESource):
+    """A source whose connections wait ``wait`` seconds to open (a client's queue of
+    connections to open, or a slow connect), then send ``frames`` at ``at`` seconds after
+    opening and stay silent."""
+
+    def __init__(self, scheduler: TestScheduler, wait: float, at: list[float]) -> None:
+        super().__init__(URL)
+        self.clock = scheduler
+        self.wait = wait
+        self.at = at
+        self.opened = 0
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[Event], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        assert isinstance(observer, FrameObserver)
+        self.opened += 1
+        observer.on_connecting()
+        work = [self.clock.schedule_relative(self.wait, lambda _s, _st: observer.on_open())]
+        for n, offset in enumerate(self.at, start=1):
+            frame = Event(FRAMES["r1"], id=str(n))
+            work.append(
+                self.clock.schedule_relative(
+                    self.wait + offset,
+                    lambda _s, _st, frame=frame: deliver([frame], observer, self, lambda: False),
+                )
+            )
+        return CompositeDisposable(*work)
+
+
+def test_the_heartbeat_counts_from_the_open_not_while_the_connection_waits_to_open() -> None:
+    # 10,000 sessions on one I/O thread queue to open: a session still waiting after 15 s is
+    # no silent server. The heartbeat counts from the response head: here 40 s of waiting,
+    # a result 5 s after the open, then silence until the timeout 15 s after that result.
+    scheduler = TestScheduler()
+    source = Queued(scheduler, wait=40.0, at=[5.0])
+    recorder = Recorder(scheduler, None)
+    states: list[ConnectionState] = []
+    pipeline = source.pipe(
+        events_preset(
+            heartbeat_timeout=15.0,
+            policy=RetryPolicy(max_attempts=1),
+            cursor=source,
+            on_state=states.append,
+            heartbeat_scheduler=scheduler,
+            scheduler=scheduler,
+        )
+    )
+    scheduler.schedule_absolute(0.0, lambda _s, _st: pipeline.subscribe(recorder))
+    scheduler.schedule_absolute(100.0, lambda _s, _st: scheduler.stop())
+    scheduler.start()
+    assert [(at, kind) for at, kind, *_ in recorder.seen] == [(45.0, "N")]
+    failures = [(s.at, type(s.error).__name__) for s in states if s.error is not None]
+    # The first failure is the heartbeat's, 15 s after the result; none while waiting.
+    assert failures[0] == (60.0, "HeartbeatTimeout"), states

@@ -39,6 +39,7 @@ from rxlens.errors import (
 from rxlens.sse._connect import encode_event_id as utf8_event_id
 from rxlens.sse._connect import unexpected_error
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
+from rxlens.sse._delivery import FrameObserver
 from rxlens.sse._delivery import deliver as deliver_events
 from rxlens.sse._models import Event
 from rxlens.sse._state import ConnectionState, StateCallback, report
@@ -446,6 +447,8 @@ class AsyncSSESource(Observable[Event]):
         # head gets connect + read seconds; the body is watched by _ReadWatch.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts[0], sock_read=None)
         self._state(sub, "connecting")
+        if isinstance(sub.observer, FrameObserver):
+            sub.observer.on_connecting()  # the heartbeat waits while it queues to open
         try:
             return await self._open_and_read(sub, headers, timeout)
         except RxLensError as exc:
@@ -497,6 +500,8 @@ class AsyncSSESource(Observable[Event]):
             if problem is not None:
                 return problem
             self._state(sub, "open", headers=dict(response.headers))
+            if isinstance(sub.observer, FrameObserver):
+                sub.observer.on_open()
             watch = _ReadWatch(response.content, self.timeouts[1])
             response.content = cast(Any, _Draining(response.content))
             try:

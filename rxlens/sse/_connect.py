@@ -24,7 +24,7 @@ from rxlens.errors import (
     is_downstream,
 )
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
-from rxlens.sse._delivery import deliver
+from rxlens.sse._delivery import FrameObserver, deliver
 from rxlens.sse._models import Event
 from rxlens.sse._state import ConnectionState, StateCallback, report
 from rxlens.sse._transport import (
@@ -220,6 +220,8 @@ class SSESource(Observable[Event]):
                 self.session, self.url, self.request_headers(), self.timeouts, handle
             )
             self._state("connecting")
+            if isinstance(observer, FrameObserver):
+                observer.on_connecting()
             log.debug(
                 "connecting to %s (Last-Event-ID: %r)", safe_url(self.url), self.last_event_id
             )
@@ -227,6 +229,8 @@ class SSESource(Observable[Event]):
             if response is None:
                 return None
             self._state("open", headers=dict(response.headers))
+            if isinstance(observer, FrameObserver):
+                observer.on_open()
             error = self._pump(connection, observer, handle)
         except RxLensError as exc:
             error = exc

@@ -41,6 +41,12 @@ class FrameObserver(abc.ObserverBase[Event]):
         """Handle one read chunk's frames, in order; return True when it was disposed with
         frames left (where a source's own loop would have stopped)."""
 
+    def on_connecting(self) -> None:
+        """The source is opening the connection (it may wait in its own queue first)."""
+
+    def on_open(self) -> None:
+        """The connection's response head arrived and was accepted: frames may come now."""
+
 
 def deliver(
     events: Sequence[Event],

@@ -144,7 +144,9 @@ def fused_resume(
 class _Link(FrameObserver):
     """One connection of a subscription: what ``heartbeat_timeout`` keeps per connection."""
 
-    __slots__ = ("disposed", "generation", "last", "run", "stopped", "subscription", "timer")
+    __slots__ = (
+        "disposed", "generation", "last", "run", "stopped", "subscription", "timer", "waiting"
+    )
 
     def __init__(self, run: _Run[Any], generation: int, last: float) -> None:
         self.run = run
@@ -152,6 +154,10 @@ class _Link(FrameObserver):
         self.stopped = False  # the heartbeat's: a terminal notification went through
         self.disposed = False  # the connection's: nothing more is delivered from it
         self.last = last
+        # True while the source opens the connection: its own timeouts bound that (connect,
+        # the response head), and a wait in the client's queue of connections to open (10,000
+        # sessions on one I/O thread) is no silence of the server, so the heartbeat waits.
+        self.waiting = False
         self.timer = SerialDisposable()
         self.subscription = SingleAssignmentDisposable()
 
@@ -168,6 +174,15 @@ class _Link(FrameObserver):
     def on_next(self, value: Event) -> None:
         # From an ordinary source, which moved its own cursor.
         self.run.frames(self, (value,), None)
+
+    def on_connecting(self) -> None:
+        self.waiting = True
+
+    def on_open(self) -> None:
+        # The heartbeat counts from here (the timer thread reads ``last`` without the lock: a
+        # float swapped whole; at worst it re-arms once more).
+        self.last = self.run.hclock()
+        self.waiting = False
 
     # The connection is disposed after a terminal notification even when the subscriber's own
     # on_error or on_completed raises (as an auto-detaching observer does).
@@ -422,6 +437,9 @@ class _Run(Generic[_T]):
         if link.stopped:
             return
         assert self.seconds is not None
+        if link.waiting:
+            self.arm(link, self.seconds)
+            return
         remaining = self.seconds - (self.hclock() - link.last)
         if remaining > 1e-9:
             self.arm(link, remaining)
@@ -433,6 +451,9 @@ class _Run(Generic[_T]):
         assert seconds is not None
         with self.lock:
             if link.stopped:
+                return
+            if link.waiting:
+                self.arm(link, seconds)
                 return
             now = self.hclock()
             remaining = seconds - (now - link.last)
