@@ -531,26 +531,6 @@ def test_no_memory_and_the_shortest_id_limit_are_allowed() -> None:
     assert isinstance(error, EventIdTooLong) and (error.limit, error.length) == (1, 2)
 
 
-def test_nothing_after_an_over_long_id_reconnects() -> None:
-    # A source still pushing after it was disposed (a reader thread's last frame in flight):
-    # once the over-long id ended the subscription, its later error is not retried.
-    subscriptions = 0
-
-    def careless(observer: Any, _scheduler: Any = None) -> Any:
-        nonlocal subscriptions
-        subscriptions += 1
-        observer.on_next(Item("9" * (MAX_ID_LENGTH + 1), "a"))
-        observer.on_next(Item("1", "b"))
-        observer.on_error(DROP)
-        return Disposable()
-
-    scheduler = TestScheduler()
-    result = scheduler.start(lambda: Observable(careless).pipe(resume(POLICY)))
-    assert subscriptions == 1
-    assert len(result.messages) == 1
-    assert isinstance(result.messages[0].value.exception, EventIdTooLong)
-
-
 class HeldTimers(TestScheduler):
     """A clock whose timers wait until the test runs them: a timer that had already fired when
     the subscription was disposed (on another thread) can run after the disposal."""
@@ -582,3 +562,44 @@ def test_a_reconnect_timer_running_after_disposal_does_not_reconnect() -> None:
     subscription.dispose()
     timers.held[0]()  # the reconnect, late
     assert subscriptions == 1 and errors == []
+
+
+def test_once_the_replay_reaches_the_cursor_nothing_more_is_dropped() -> None:
+    # The replay ends at the cursor's own item: what follows is new, even an event equal to
+    # one delivered before.
+    one, two = Item("1", "a"), Item("2", "b")
+    assert replay_after([one, two], [one, two, one]) == [one, two, one]
+    assert replay_after([one, two], [two, one]) == [one, two, one]  # the cursor first
+
+
+@pytest.mark.parametrize("reconnected", [False, True])
+def test_nothing_is_said_after_an_over_long_id_ended_the_stream(reconnected: bool) -> None:
+    # The server sends an over-long id (that reads as the number 1), then, still in flight as
+    # the subscription ends (a source emitting as it is subscribed, before its disposal can
+    # reach it), a lower id and a drop. The stream ends with EventIdTooLong and nothing more:
+    # no warning, no note, no back-off; on the first connection, or after a reconnect from "5".
+    connection = iter(range(10))
+
+    def server(observer: Any, _scheduler: Any = None) -> Any:
+        if reconnected and next(connection) == 0:
+            observer.on_next(Item("5", "a"))
+            observer.on_error(DROP)
+        else:
+            observer.on_next(Item("0" * MAX_ID_LENGTH + "1", "zeros"))
+            observer.on_next(Item("1", "b"))
+            observer.on_error(DROP)
+        return Disposable()
+
+    states: list[ConnectionState] = []
+    scheduler = TestScheduler()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = scheduler.start(
+            lambda: Observable(server).pipe(resume(POLICY, on_state=states.append))
+        )
+    assert delivered(result.messages) == ([Item("5", "a")] if reconnected else [])
+    assert isinstance(result.messages[-1].value.exception, EventIdTooLong)
+    assert [s.kind for s in states] == (["backing_off"] if reconnected else [])
+    assert [str(w.message) for w in caught] == []
+    if reconnected:
+        assert next(connection) == 2  # two connections, no third
