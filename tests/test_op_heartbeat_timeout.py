@@ -574,3 +574,12 @@ def test_a_late_shared_timer_after_the_end_does_nothing(
         clock.t += silence
         timers.timers[0][1]()
         assert len(timers.timers) == 1 and handed_off == []
+
+
+def test_on_the_timer_thread_a_remainder_within_a_nanosecond_is_due(
+    held: tuple[HeldSharedTimers, HeldClock, list[Any]],
+) -> None:
+    timers, _clock, handed_off = held
+    reactivex.never().pipe(heartbeat_timeout(1e-9, scheduler=timers)).subscribe()
+    timers.timers[0][1]()  # the clock has not moved: exactly 1e-9 s remain, which is due
+    assert len(timers.timers) == 1 and len(handed_off) == 1

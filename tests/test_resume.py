@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex import Observable
 from reactivex.disposable import Disposable
+from reactivex.scheduler import ImmediateScheduler
 from reactivex.testing import ReactiveTest, TestScheduler
 from reactivex.testing.recorded import Recorded
 
@@ -379,6 +380,11 @@ def test_ids_that_are_not_text_count_the_overhead_only() -> None:
     a, b, c, d = (Numbered(n, "x") for n in (1, 2, 3, 4))
     kept = replay_after([a, b, c], [b, c, d], remember_bytes=128)  # type: ignore[list-item]
     assert kept == [a, b, c, d]
+    # However long the stream, forgetting gives back exactly what remembering took: still two.
+    many = [Numbered(n, "x") for n in range(1, 201)]
+    again = [*many[-3:], Numbered(201, "x")]
+    kept = replay_after(many, again, remember_bytes=128)  # type: ignore[arg-type]
+    assert kept == many + again
 
 
 def test_the_longest_id_accepted_by_default_is_1024_characters() -> None:
@@ -504,7 +510,7 @@ def test_the_warning_is_attributed_to_rxlens() -> None:
     )
     with pytest.warns(UserWarning, match="went back") as caught:
         scheduler.start(lambda: upstream.pipe(resume(POLICY)))
-    assert [w.filename.replace("\\", "/") for w in caught][0].endswith("rxlens/sse/_resume.py")
+    assert caught[0].filename.replace("\\", "/").endswith("rxlens/sse/_resume.py")
     with warnings.catch_warnings():
         warnings.filterwarnings("error")
         warnings.filterwarnings("ignore", category=UserWarning, module=r"rxlens\.sse\._resume")
@@ -538,10 +544,12 @@ class HeldTimers(TestScheduler):
     def __init__(self) -> None:
         super().__init__()
         self.held: list[Any] = []
+        self.disposables: list[Disposable] = []
 
     def schedule_relative(self, duetime: Any, action: Any, state: Any = None) -> Any:
         self.held.append(lambda: action(self, state))
-        return Disposable()
+        self.disposables.append(Disposable())
+        return self.disposables[-1]
 
 
 def test_a_reconnect_timer_running_after_disposal_does_not_reconnect() -> None:
@@ -560,7 +568,8 @@ def test_a_reconnect_timer_running_after_disposal_does_not_reconnect() -> None:
     )
     assert subscriptions == 1 and len(timers.held) == 1
     subscription.dispose()
-    timers.held[0]()  # the reconnect, late
+    assert timers.disposables[0].is_disposed  # disposal cancels the pending reconnect
+    timers.held[0]()  # the reconnect, late: it had fired as the subscription was disposed
     assert subscriptions == 1 and errors == []
 
 
@@ -603,3 +612,65 @@ def test_nothing_is_said_after_an_over_long_id_ended_the_stream(reconnected: boo
     assert [str(w.message) for w in caught] == []
     if reconnected:
         assert next(connection) == 2  # two connections, no third
+
+
+def test_disposing_closes_the_live_connection() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_next(10, Item("1", "a")))
+    result = scheduler.start(lambda: xs.pipe(resume(POLICY)), disposed=250)
+    assert delivered(result.messages) == [Item("1", "a")]
+    assert xs.subscriptions == [ReactiveTest.subscribe(200, 250)]
+
+
+def test_a_connection_that_failed_as_it_was_made_is_closed() -> None:
+    # The first frame, pushed while the connection is being made, carries an over-long id: the
+    # subscription ends at once, and the connection returned afterwards is closed too.
+    closed: list[bool] = []
+
+    def server(observer: Any, _scheduler: Any = None) -> Any:
+        observer.on_next(Item("9" * (MAX_ID_LENGTH + 1), "a"))
+        return Disposable(lambda: closed.append(True))
+
+    errors: list[Exception] = []
+    Observable(server).pipe(resume(POLICY, scheduler=TestScheduler())).subscribe(
+        on_error=errors.append
+    )
+    assert len(errors) == 1 and isinstance(errors[0], EventIdTooLong)
+    assert closed == [True]
+
+
+def test_a_reconnect_made_while_the_failed_connection_returns_is_kept() -> None:
+    # With no delay on an immediate scheduler the reconnect happens inside the first
+    # connection's failure, before its subscribe returns: the new connection is the live one,
+    # and the failed one's late return must not replace (and close) it.
+    live: reactivex.subject.Subject[Item] = reactivex.subject.Subject()
+    connection = iter(range(10))
+
+    def server(observer: Any, _scheduler: Any = None) -> Any:
+        if next(connection) == 0:
+            observer.on_error(DROP)
+            return Disposable()
+        return live.subscribe(observer)
+
+    got: list[Item] = []
+    subscription = Observable(server).pipe(
+        resume(RetryPolicy.immediate(), scheduler=ImmediateScheduler())
+    ).subscribe(got.append)
+    live.on_next(Item("1", "a"))
+    assert got == [Item("1", "a")]
+    subscription.dispose()
+    assert not live.observers  # disposal closes it
+
+
+def test_the_connection_is_closed_before_the_subscriber_hears_of_an_over_long_id() -> None:
+    # A subscriber that reconnects from its on_error must not find the old connection open.
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_next(10, Item("9" * (MAX_ID_LENGTH + 1), "a")))
+    closed_at: list[int] = []
+
+    def on_error(_error: Exception) -> None:
+        closed_at.append(xs.subscriptions[0].unsubscribe)
+
+    xs.pipe(resume(POLICY)).subscribe(on_error=on_error, scheduler=scheduler)
+    scheduler.advance_to(100)
+    assert closed_at == [10]
