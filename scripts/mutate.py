@@ -134,6 +134,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         # ended, so RxPY's AutoDetachObserver between it and resume passes nothing more from
         # it; no reconnect timer is pending; and the downstream AutoDetachObserver disposes
         # the subscription right after its on_error/on_completed, which sets done anyway.
+        # (Keys name every line with the same text; the other `return`/`done` lines are
+        # killed by tests and never looked up here.)
         "state.done = True | delete `state.done = True`": _UPSTREAM_ENDED,
         "state.done = True | True -> False": _UPSTREAM_ENDED,
         "if generation != state.generation or state.done: "
@@ -152,9 +154,11 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "if not seconds > 0: | Gt -> GtE in `seconds > 0`": _CHECKED_AGAIN,
         "raise ValueError(f\"seconds must be > 0, got {seconds!r}\") "
         "| delete `raise ValueError(f'seconds must be > 0, got {seconds!r}')`": _CHECKED_AGAIN,
-        # After the stream ends: the downstream AutoDetachObserver ignores what follows its
-        # on_error/on_completed and disposes the subscription (source and timer) right after
-        # it, the very point where these lines run; a timer firing meanwhile finds `stopped`.
+        # After the stream ends (stopped set): the downstream AutoDetachObserver ignores what
+        # follows its on_error/on_completed and disposes the subscription (source and timer)
+        # as soon as its own callback returns, where the source's dispose() lines run anyway;
+        # a timer that fires before then finds `stopped` set and does nothing. The same key
+        # names every line with the same text: the killed ones do not reach this table.
         "subscription.dispose() | delete `subscription.dispose()`": _DETACHED,
         "timer.dispose() | delete `timer.dispose()`": _DETACHED,
         "return | delete `return`": _DETACHED,
