@@ -65,6 +65,12 @@ _DETACHED = (
     "after the end the downstream observer is an RxPY AutoDetachObserver, which ignores what "
     "follows its on_completed and disposes the subscription itself"
 )
+_UPSTREAM_ENDED = (
+    "only after the end: the upstream that ended passes nothing more through its RxPY "
+    "AutoDetachObserver, no reconnect is pending, and the downstream AutoDetachObserver, "
+    "stopped once done is set, disposes the subscription (setting done) right after"
+)
+_CHECKED_AGAIN = "_heartbeat_timeout, called next, checks seconds again with the same error"
 EQUIVALENT: dict[str, dict[str, str]] = {
     "retry": {
         "draws: int = 0 | 0 -> 1": "only shifts which seeded draw each attempt uses",
@@ -99,6 +105,63 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "| Mult -> Div in `self.seed * 1000003`": "another mixing: still deterministic",
         "return random.Random(self.seed * 1_000_003 + n).random() "
         "| Add -> Sub in `self.seed * 1000003 + n`": "another mixing: still deterministic",
+    },
+    "resume": {
+        # Never run: a Protocol's method bodies exist for the type checker only.
+        "def url(self) -> str: ... | delete `...`": "a Protocol method body is never run",
+        "def last_event_id(self) -> str: ... | delete `...`": "a Protocol method body is never run",
+        # __slots__ only saves memory per object and forbids attributes nobody sets.
+        "__slots__ = (\"_budget\", \"_bytes\", \"_count\", \"_order\") "
+        "| delete `__slots__ = ('_budget', '_bytes', '_count', '_order')`": (
+            "__slots__ only forbids attributes no code sets (and saves bytes per subscription)"
+        ),
+        "__slots__ = (\"ids\", \"pairs\") | delete `__slots__ = ('ids', 'pairs')`": (
+            "__slots__ only forbids attributes no code sets (and saves bytes per reconnect)"
+        ),
+        "__slots__ = (\"done\", \"first_at\", \"generation\", \"last_id\", \"resumed_from\", "
+        "\"retry\", \"window\") | delete `__slots__ = ('done', 'first_at', 'generation', "
+        "'last_id',...`": "__slots__ only forbids attributes no code sets",
+        "if self._bytes > self._budget: | Gt -> GtE in `self._bytes > self._budget`": (
+            "at equality the loop below, with its own `>`, forgets nothing either"
+        ),
+        "self.first_at: float | None = None | delete `self.first_at: float | None = None`": (
+            "subscribe_upstream sets first_at = None before anything reads it"
+        ),
+        "self.resumed_from = \"\" | delete `self.resumed_from = ''`": (
+            "read only while a replay window is open, and the reconnect that opens it sets it"
+        ),
+        # The terminal branches of on_error and on_completed: the upstream that called them
+        # ended, so RxPY's AutoDetachObserver between it and resume passes nothing more from
+        # it; no reconnect timer is pending; and the downstream AutoDetachObserver disposes
+        # the subscription right after its on_error/on_completed, which sets done anyway.
+        # (Keys name every line with the same text; the other `return`/`done` lines are
+        # killed by tests and never looked up here.)
+        "state.done = True | delete `state.done = True`": _UPSTREAM_ENDED,
+        "state.done = True | True -> False": _UPSTREAM_ENDED,
+        "if generation != state.generation or state.done: "
+        "| Or -> And in `generation != state.generation or state.done`": _UPSTREAM_ENDED,
+        "return | delete `return`": _UPSTREAM_ENDED,
+        "0.0 if started is None else now() - started, | 0.0 -> 1.0": (
+            "never taken: decide() always returns a state with started_at set"
+        ),
+        "upstream.disposable = Disposable()  # drop the failed subscription "
+        "| delete `upstream.disposable = Disposable()`": (
+            "the failed subscription was already disposed by its AutoDetachObserver after its "
+            "on_error; this only drops the reference before the reconnect or dispose() does"
+        ),
+    },
+    "heartbeat_timeout": {
+        "if not seconds > 0: | Gt -> GtE in `seconds > 0`": _CHECKED_AGAIN,
+        "raise ValueError(f\"seconds must be > 0, got {seconds!r}\") "
+        "| delete `raise ValueError(f'seconds must be > 0, got {seconds!r}')`": _CHECKED_AGAIN,
+        # After the stream ends (stopped set): the downstream AutoDetachObserver ignores what
+        # follows its on_error/on_completed and disposes the subscription (source and timer)
+        # as soon as its own callback returns, where the source's dispose() lines run anyway;
+        # a timer that fires before then finds `stopped` set and does nothing. The same key
+        # names every line with the same text: the killed ones do not reach this table.
+        "subscription.dispose() | delete `subscription.dispose()`": _DETACHED,
+        "timer.dispose() | delete `timer.dispose()`": _DETACHED,
+        "return | delete `return`": _DETACHED,
     },
     "until_end": {
         "return | delete `return`": _DETACHED,

@@ -280,6 +280,9 @@ SEAMS = {
     ("test_hostile_input.py", "rxlens._rest"): "lowers the REST answer cap to test it cheaply",
     ("test_cli_usability.py", "rxlens.sse._transport"): "the transport's reason text, as built",
     ("test_connect.py", "rxlens.sse._decoder"): "the saturation bound of a huge retry: field",
+    ("test_op_heartbeat_timeout.py", "rxlens._timers"): (
+        "holds the shared timer thread's timers, to run heartbeat_timeout's path on it in steps"
+    ),
 }
 
 #: A test file named ``test_<prefix>...`` may use the private modules of that package.

@@ -8,14 +8,18 @@ from typing import Any
 
 import pytest
 import reactivex
+from reactivex import Observable
 from reactivex import operators as ops
 from reactivex.disposable import Disposable
 from reactivex.scheduler import VirtualTimeScheduler
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from rxlens.errors import HeartbeatTimeout, RxLensError
-from rxlens.events import Heartbeat, InferenceResult
-from rxlens.operators import heartbeat_timeout, only_results
+from rxlens._timers import SharedTimers
+from rxlens.errors import HeartbeatTimeout, MalformedEventError, RxLensError
+from rxlens.events import Heartbeat, InferenceResult, OnMalformed
+from rxlens.operators import _heartbeat_timeout as _heartbeat_timeout_module
+from rxlens.operators import heartbeat_timeout, only_results, typed_heartbeat_timeout
+from rxlens.sse import Event
 
 on_next, on_completed, on_error = (
     ReactiveTest.on_next,
@@ -25,6 +29,7 @@ on_next, on_completed, on_error = (
 subscribe = ReactiveTest.subscribe
 
 H = Heartbeat("lsn-1")
+DROPPED = ConnectionError("reset")
 R = InferenceResult(["x"])
 
 
@@ -364,3 +369,217 @@ def test_a_blocked_on_next_does_not_delay_other_timeouts() -> None:
     assert a_done.wait(10)
     a.dispose()
     assert a_log[0] == 1 and isinstance(a_log[1], HeartbeatTimeout) and len(a_log) == 2
+
+
+# --- typed_heartbeat_timeout: the fused step, on its own ----------------------------------------
+
+RESULT_FRAME = Event('{"type": "inference.result", "event_data": {"response": ["ok"]}}', id="1")
+BEAT_FRAME = Event('{"type": "sse.stream.heartbeat", "event_data": {"session_id": "lsn-1"}}')
+BAD_FRAME = Event("{not json", id="2")
+
+
+def test_typed_heartbeat_timeout_refuses_an_unknown_policy_and_bad_seconds() -> None:
+    with pytest.raises(ValueError, match="on_malformed"):
+        typed_heartbeat_timeout(5, on_malformed="ignore")  # type: ignore[arg-type]
+    for seconds in (0, -1.0):
+        with pytest.raises(ValueError, match="seconds"):
+            typed_heartbeat_timeout(seconds)
+
+
+@pytest.mark.parametrize("policy", ["emit", "skip", "raise"])
+def test_typed_heartbeat_timeout_decodes_frames_and_times_out(policy: OnMalformed) -> None:
+    # Any positive timeout, however short, and every policy: frames become typed events.
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(
+        on_next(200.25, RESULT_FRAME), on_next(200.5, BEAT_FRAME)
+    )
+    results = scheduler.start(
+        lambda: xs.pipe(typed_heartbeat_timeout(0.5, on_malformed=policy, scheduler=scheduler))
+    )
+    events = [m.value.value for m in results.messages if m.value.kind == "N"]
+    assert [type(e) for e in events] == [InferenceResult, Heartbeat]
+    assert [m.time for m in results.messages] == [200.25, 200.5, 201.0]
+    assert isinstance(results.messages[-1].value.exception, HeartbeatTimeout)
+
+
+def test_a_skipped_frame_delivers_nothing_and_rearms_nothing() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(203, BAD_FRAME), on_next(209, RESULT_FRAME))
+    results = scheduler.start(
+        lambda: xs.pipe(typed_heartbeat_timeout(5, on_malformed="skip", scheduler=scheduler))
+    )
+    assert [on_error(205, timed_out(5, 200.0))] == results.messages
+
+
+def test_a_malformed_frame_under_raise_fails_and_disposes_the_source() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(
+        on_next(202, RESULT_FRAME), on_next(203, BAD_FRAME), on_next(204, RESULT_FRAME)
+    )
+    results = scheduler.start(
+        lambda: xs.pipe(typed_heartbeat_timeout(5, on_malformed="raise", scheduler=scheduler))
+    )
+    assert [m.time for m in results.messages] == [202, 203]
+    assert isinstance(results.messages[1].value.exception, MalformedEventError)
+    assert xs.subscriptions == [subscribe(200, 203)]
+
+
+class InFlight(Observable[Any]):
+    """A source whose frames reach the operator directly, as a frame does that a reader thread
+    had already passed to the operator (past RxPY's own check that the subscription is live)
+    when the stream ended on another thread: its ``push`` models that frame, arriving late."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.push: Any = None
+
+    def subscribe(self, on_next: Any = None, *_args: Any, **_kwargs: Any) -> Any:
+        self.push = on_next
+        return Disposable()
+
+
+def test_a_frame_in_flight_at_the_timeout_is_not_decoded() -> None:
+    scheduler = TestScheduler()
+    source = InFlight()
+    unidentified: list[Any] = []
+    log: list[Any] = []
+    op = typed_heartbeat_timeout(5, on_unidentified=unidentified.append, scheduler=scheduler)
+    source.pipe(op).subscribe(log.append, log.append)
+    source.push(BEAT_FRAME)
+    scheduler.advance_to(10)
+    assert len(log) == 2 and isinstance(log[1], HeartbeatTimeout) and len(unidentified) == 1
+    source.push(BEAT_FRAME)  # in flight as the timeout came: nothing sees it
+    assert len(log) == 2 and len(unidentified) == 1
+
+
+# --- a timer that fires as the stream ends ------------------------------------------------------
+
+
+@pytest.mark.parametrize("end", ["completed", "error", "malformed"])
+def test_a_late_timer_after_the_end_arms_nothing(end: str) -> None:
+    # The timer fired (on its thread) as the stream ended: it finds the stream over and
+    # neither times out nor arms another timer.
+    scheduler = ManualScheduler()
+    subject: reactivex.subject.Subject[Event] = reactivex.subject.Subject()
+    log: list[Any] = []
+    op = typed_heartbeat_timeout(5, on_malformed="raise", scheduler=scheduler)
+    subject.pipe(op).subscribe(log.append, log.append, lambda: log.append("done"))
+    scheduler.t = 3
+    subject.on_next(RESULT_FRAME)
+    scheduler.t = 4
+    if end == "completed":
+        subject.on_completed()
+    elif end == "error":
+        subject.on_error(DROPPED)
+    else:
+        subject.on_next(BAD_FRAME)
+    scheduler.t = 5
+    scheduler.timers[0][0]()
+    assert len(scheduler.timers) == 1
+    assert isinstance(log[0], InferenceResult) and len(log) == 2
+    assert log[1] == "done" if end == "completed" else isinstance(log[1], Exception)
+    assert not isinstance(log[1], HeartbeatTimeout)
+
+
+def test_a_remainder_under_a_second_is_waited_for() -> None:
+    scheduler = ManualScheduler()
+    subject: reactivex.subject.Subject[int] = reactivex.subject.Subject()
+    log: list[Any] = []
+    subject.pipe(heartbeat_timeout(5, scheduler=scheduler)).subscribe(log.append, log.append)
+    scheduler.t = 0.5
+    subject.on_next(1)
+    scheduler.t = 5
+    scheduler.timers[0][0]()  # 4.5 s of silence: 0.5 s to go
+    assert log == [1] and len(scheduler.timers) == 2
+    scheduler.t = 5.5
+    scheduler.timers[1][0]()
+    assert isinstance(log[1], HeartbeatTimeout)
+
+
+def test_a_remainder_within_a_nanosecond_is_due() -> None:
+    # Clock arithmetic leaves rounding crumbs: a remainder of 1e-9 s or less counts as none.
+    scheduler = ManualScheduler()
+    log: list[Any] = []
+    reactivex.never().pipe(heartbeat_timeout(1e-9, scheduler=scheduler)).subscribe(
+        on_error=log.append
+    )
+    scheduler.timers[0][0]()  # the clock has not moved: exactly 1e-9 s remain
+    assert len(scheduler.timers) == 1 and isinstance(log[0], HeartbeatTimeout)
+
+
+# --- the shared timer thread, with its clock held by the test -----------------------------------
+
+
+class HeldSharedTimers(SharedTimers):
+    """The shared-timer scheduler, its timers recorded (with their delays) instead of run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers: list[tuple[float, Any]] = []
+
+    def schedule_relative(self, duetime: Any, action: Any, state: Any = None) -> Any:
+        self.timers.append((self.to_seconds(duetime), lambda: action(self, state)))
+        return Disposable()
+
+
+class HeldClock:
+    """Stands in for the ``time`` module the operator reads its real-time clock from."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> tuple[HeldSharedTimers, HeldClock, list[Any]]:
+    """A held shared-timer scheduler, the clock, and the work handed off the timer thread."""
+    clock = HeldClock()
+    handed_off: list[Any] = []
+    monkeypatch.setattr(_heartbeat_timeout_module, "time", clock)
+    monkeypatch.setattr(_heartbeat_timeout_module, "off_timer_thread", handed_off.append)
+    return HeldSharedTimers(), clock, handed_off
+
+
+def test_the_timer_thread_rearms_itself_and_hands_off_only_the_timeout(
+    held: tuple[HeldSharedTimers, HeldClock, list[Any]],
+) -> None:
+    timers, clock, handed_off = held
+    subject: reactivex.subject.Subject[int] = reactivex.subject.Subject()
+    log: list[Any] = []
+    subject.pipe(heartbeat_timeout(5, scheduler=timers)).subscribe(log.append, log.append)
+    assert [delay for delay, _ in timers.timers] == [5]
+    clock.t += 0.5
+    subject.on_next(1)
+    clock.t += 4.5
+    timers.timers[0][1]()  # an item came: re-armed for the 0.5 s left, on the timer thread
+    assert [delay for delay, _ in timers.timers] == [5, 0.5] and handed_off == []
+    clock.t += 0.5
+    timers.timers[1][1]()  # silence: the timeout goes to a thread of its own
+    assert len(handed_off) == 1 and log == [1]
+    handed_off[0]()
+    assert log[0] == 1 and isinstance(log[1], HeartbeatTimeout) and log[1].seconds == 5
+
+
+def test_a_late_shared_timer_after_the_end_does_nothing(
+    held: tuple[HeldSharedTimers, HeldClock, list[Any]],
+) -> None:
+    timers, clock, handed_off = held
+    for silence in (1.0, 10.0):  # an item came meanwhile, or none did
+        subject: reactivex.subject.Subject[int] = reactivex.subject.Subject()
+        timers.timers.clear()
+        subject.pipe(heartbeat_timeout(5, scheduler=timers)).subscribe()
+        subject.on_completed()
+        clock.t += silence
+        timers.timers[0][1]()
+        assert len(timers.timers) == 1 and handed_off == []
+
+
+def test_on_the_timer_thread_a_remainder_within_a_nanosecond_is_due(
+    held: tuple[HeldSharedTimers, HeldClock, list[Any]],
+) -> None:
+    timers, _clock, handed_off = held
+    reactivex.never().pipe(heartbeat_timeout(1e-9, scheduler=timers)).subscribe()
+    timers.timers[0][1]()  # the clock has not moved: exactly 1e-9 s remain, which is due
+    assert len(timers.timers) == 1 and len(handed_off) == 1

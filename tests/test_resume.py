@@ -20,6 +20,8 @@ import reactivex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex import Observable
+from reactivex.disposable import Disposable
+from reactivex.scheduler import ImmediateScheduler
 from reactivex.testing import ReactiveTest, TestScheduler
 from reactivex.testing.recorded import Recorded
 
@@ -303,3 +305,372 @@ def test_law_a_restarted_server_is_never_dropped(old: list[str], new: list[str])
     first = [Item(i, f"old {n}") for n, i in enumerate(old)]
     second = [Item(i, f"new {n}") for n, i in enumerate(new)]
     assert run_connections([first, second]) == first + second
+
+
+# --- the memory's documented bounds, at their edges --------------------------------------------
+
+
+def replay_after(first: list[Item], second: list[Item], **options: Any) -> list[Item]:
+    """What one subscription delivers when ``first`` is cut by a drop and ``second`` follows.
+
+    Each connection pushes its items at once as it is subscribed (thousands of them cost no
+    scheduler queue); the reconnect waits for the policy's delay in virtual time.
+    """
+    scripts = iter([(first, False), (second, True)])
+
+    def connection(observer: Any, _scheduler: Any = None) -> Any:
+        script, last = next(scripts)
+        for item in script:
+            observer.on_next(item)
+        if not last:
+            observer.on_error(DROP)
+        else:
+            observer.on_completed()
+        return Disposable()
+
+    scheduler = TestScheduler()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = scheduler.start(lambda: Observable(connection).pipe(resume(POLICY, **options)))
+    assert result.messages[-1].value.kind == "C"
+    return delivered(result.messages)
+
+
+def test_the_default_memory_holds_ten_thousand_ids() -> None:
+    # SECURITY.md: "10,000 ids within 4 MiB". A full replay of 10,000 is dropped; of 10,001 the
+    # first was forgotten, so it passes, which ends the replay window: all of it comes again.
+    ten_thousand = [Item(str(n), "d") for n in range(1, 10_001)]
+    assert replay_after(ten_thousand, ten_thousand) == ten_thousand
+    one_more = [*ten_thousand, Item("10001", "d")]
+    assert replay_after(one_more, one_more) == one_more + one_more
+
+
+def test_the_default_memory_holds_four_mebibytes_of_ids() -> None:
+    # 1,000-character ids count 1,064 bytes each: 3,942 fit in 4 MiB (4,194,288 bytes), the
+    # 3,943rd pushes the oldest out.
+    ids = [f"{n:04d}" + "x" * 996 for n in range(3943)]
+    fits = [Item(i, "d") for i in ids[:3942]]
+    assert replay_after(fits, fits) == fits
+    over = [Item(i, "d") for i in ids]
+    assert replay_after(over, over) == over + over
+
+
+def test_the_byte_budget_is_exact_and_counts_64_bytes_per_id() -> None:
+    # Two 100-character ids take exactly 2 * (100 + 64) bytes: both are kept, and a replay of
+    # them is dropped; one byte less keeps only the newer one, so the replay comes again.
+    a, b, c, d = (Item(ch * 100, ch) for ch in "abcd")
+    assert replay_after([a, b, c], [b, c, d], remember_bytes=2 * 164) == [a, b, c, d]
+    assert replay_after([a, b, c], [b, c, d], remember_bytes=2 * 164 - 1) == [a, b, c, b, c, d]
+
+
+def test_forgetting_by_count_frees_the_bytes_of_the_forgotten_id() -> None:
+    # With room for two ids by count and by bytes, the third id pushes the first out by count;
+    # the bytes it took are given back, so the second stays remembered.
+    a, b, c, d = (Item(ch * 100, ch) for ch in "abcd")
+    kept = replay_after([a, b, c], [b, c, d], remember=2, remember_bytes=2 * 164)
+    assert kept == [a, b, c, d]
+
+
+def test_ids_that_are_not_text_count_the_overhead_only() -> None:
+    # Any hashable id works; one that is not text counts 64 bytes: two fit in 128.
+    class Numbered(NamedTuple):
+        id: int
+        data: str
+
+    a, b, c, d = (Numbered(n, "x") for n in (1, 2, 3, 4))
+    kept = replay_after([a, b, c], [b, c, d], remember_bytes=128)  # type: ignore[list-item]
+    assert kept == [a, b, c, d]
+    # However long the stream, forgetting gives back exactly what remembering took: still two.
+    many = [Numbered(n, "x") for n in range(1, 201)]
+    again = [*many[-3:], Numbered(201, "x")]
+    kept = replay_after(many, again, remember_bytes=128)  # type: ignore[arg-type]
+    assert kept == many + again
+
+
+def test_the_longest_id_accepted_by_default_is_1024_characters() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(
+        on_next(10, Item("9" * 1024, "a")), on_next(20, Item("9" * 1025, "b")), on_completed(30)
+    )
+    result = scheduler.start(lambda: xs.pipe(resume(POLICY)))
+    assert delivered(result.messages) == [Item("9" * 1024, "a")]
+    error = result.messages[-1].value.exception
+    assert isinstance(error, EventIdTooLong) and (error.limit, error.length) == (1024, 1025)
+
+
+# --- what counts as ids going back, and how the note quotes an id ------------------------------
+
+
+def notes_after(first: list[Item], second: list[Item], **options: Any) -> list[str]:
+    """The ``"open"`` notes of a subscription whose ``first`` connection drops, and each warning
+    said the same."""
+    scheduler = TestScheduler()
+    upstream = connections(
+        scheduler,
+        [*[on_next(1 + n, item) for n, item in enumerate(first)], on_error(len(first) + 2, DROP)],
+        [*[on_next(1 + n, item) for n, item in enumerate(second)], on_completed(len(second) + 2)],
+    )
+    states: list[ConnectionState] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = scheduler.start(
+            lambda: upstream.pipe(resume(POLICY, on_state=states.append, **options))
+        )
+    assert delivered(result.messages) == first + second  # nothing dropped in these cases
+    notes = [s.note for s in states if s.kind == "open"]
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == notes
+    return notes
+
+
+def test_new_ids_that_are_not_numbers_never_go_back() -> None:
+    # "a" sorts before "zz" by length and by text, but only numbers are compared.
+    assert notes_after([Item("zz", "1")], [Item("a", "2")]) == []
+    assert notes_after([Item("10", "1")], [Item("a", "2")]) == []
+    assert notes_after([Item("zz", "1")], [Item("1", "2")]) == []
+
+
+def test_an_id_equal_to_the_cursor_is_not_going_back() -> None:
+    # Timestamp ids: the next event of the same second carries the cursor's id again. Without a
+    # memory of it, equal is not below; "05" is the number 5.
+    assert notes_after([Item("5", "a")], [Item("5", "b")], remember=0) == []
+    assert notes_after([Item("5", "a")], [Item("05", "b")], remember=0) == []
+    assert len(notes_after([Item("5", "a")], [Item("4", "b")], remember=0)) == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ("12345678901234567890", "12345678901234567890"),  # a number up to 20 digits as it is
+        ("1" * 21, "<an id of 21 characters>"),
+        ("abc", "<an id of 3 characters>"),  # text never: the server chose it
+        ("\uff11\uff12", "<an id of 2 characters>"),  # digits, but not ASCII ones
+    ],
+)
+def test_the_note_quotes_short_numbers_only(key: str, shown: str) -> None:
+    notes = notes_after([Item(key, "old")], [Item(key, "new")])
+    assert len(notes) == 1
+    assert f"resumed after {shown}, then got {shown}" in notes[0]
+
+
+def test_the_note_names_the_type_of_an_id_that_is_not_text() -> None:
+    class Numbered(NamedTuple):
+        id: int
+        data: str
+
+    notes = notes_after([Numbered(7, "old")], [Numbered(7, "new")])  # type: ignore[list-item]
+    assert len(notes) == 1 and "resumed after no id, then got <class 'int'>" in notes[0]
+
+
+def test_an_items_raw_text_is_its_content() -> None:
+    # A typed event's content is its raw text (its data is parsed): the same id with other raw
+    # text after a reconnect is a restarted server, delivered; the same raw text is a replay.
+    class Typed(NamedTuple):
+        id: str
+        raw: str
+        data: dict[str, int]
+
+    old, replay, new = Typed("1", "{'n': 1}", {}), Typed("1", "{'n': 1}", {}), Typed(
+        "1", "{'n': 2}", {}
+    )
+    assert len(notes_after([old], [new])) == 1  # type: ignore[list-item]
+    scheduler = TestScheduler()
+    upstream: Any = connections(
+        scheduler, [on_next(1, old), on_error(2, DROP)], [on_next(1, replay), on_completed(2)]
+    )
+    result = scheduler.start(lambda: upstream.pipe(resume(POLICY)))
+    assert delivered(result.messages) == [old]
+
+
+def test_the_first_connection_never_goes_back_even_from_a_given_cursor() -> None:
+    # Only a reconnect opens the replay window: on the first connection, ids below the given
+    # cursor are the server's business (no warning, no note).
+    scheduler = TestScheduler()
+    cursor = Cursor("http://127.0.0.1:1/stream", "100")
+    xs = scheduler.create_cold_observable(
+        on_next(1, Item("5", "a")), on_next(2, Item("6", "b")), on_completed(3)
+    )
+    states: list[ConnectionState] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = scheduler.start(
+            lambda: xs.pipe(resume(POLICY, cursor=cursor, on_state=states.append))
+        )
+    assert delivered(result.messages) == [Item("5", "a"), Item("6", "b")]
+    assert states == []
+
+
+def test_the_warning_is_attributed_to_rxlens() -> None:
+    # So that `-W ignore::UserWarning:rxlens.sse._resume` (or a filter on the module) silences
+    # it: the warning names resume's own line, not the library that called it.
+    scheduler = TestScheduler()
+    upstream = connections(
+        scheduler,
+        [on_next(1, Item("1", "old")), on_error(2, DROP)],
+        [on_next(1, Item("1", "new")), on_completed(2)],
+    )
+    with pytest.warns(UserWarning, match="went back") as caught:
+        scheduler.start(lambda: upstream.pipe(resume(POLICY)))
+    assert caught[0].filename.replace("\\", "/").endswith("rxlens/sse/_resume.py")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"rxlens\.sse\._resume")
+        scheduler = TestScheduler()
+        upstream = connections(
+            scheduler,
+            [on_next(1, Item("1", "old")), on_error(2, DROP)],
+            [on_next(1, Item("1", "new")), on_completed(2)],
+        )
+        result = scheduler.start(lambda: upstream.pipe(resume(POLICY)))
+    assert len(delivered(result.messages)) == 2
+
+
+def test_no_memory_and_the_shortest_id_limit_are_allowed() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(
+        on_next(1, Item("1", "a")), on_next(2, Item("12", "b")), on_completed(3)
+    )
+    result = scheduler.start(
+        lambda: xs.pipe(resume(POLICY, remember=0, remember_bytes=0, max_id_length=1))
+    )
+    assert delivered(result.messages) == [Item("1", "a")]
+    error = result.messages[-1].value.exception
+    assert isinstance(error, EventIdTooLong) and (error.limit, error.length) == (1, 2)
+
+
+class HeldTimers(TestScheduler):
+    """A clock whose timers wait until the test runs them: a timer that had already fired when
+    the subscription was disposed (on another thread) can run after the disposal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[Any] = []
+        self.disposables: list[Disposable] = []
+
+    def schedule_relative(self, duetime: Any, action: Any, state: Any = None) -> Any:
+        self.held.append(lambda: action(self, state))
+        self.disposables.append(Disposable())
+        return self.disposables[-1]
+
+
+def test_a_reconnect_timer_running_after_disposal_does_not_reconnect() -> None:
+    subscriptions = 0
+
+    def source(observer: Any, _scheduler: Any = None) -> Any:
+        nonlocal subscriptions
+        subscriptions += 1
+        observer.on_error(DROP)
+        return Disposable()
+
+    timers = HeldTimers()
+    errors: list[Exception] = []
+    subscription = Observable(source).pipe(resume(POLICY, scheduler=timers)).subscribe(
+        on_error=errors.append
+    )
+    assert subscriptions == 1 and len(timers.held) == 1
+    subscription.dispose()
+    assert timers.disposables[0].is_disposed  # disposal cancels the pending reconnect
+    timers.held[0]()  # the reconnect, late: it had fired as the subscription was disposed
+    assert subscriptions == 1 and errors == []
+
+
+def test_once_the_replay_reaches_the_cursor_nothing_more_is_dropped() -> None:
+    # The replay ends at the cursor's own item: what follows is new, even an event equal to
+    # one delivered before.
+    one, two = Item("1", "a"), Item("2", "b")
+    assert replay_after([one, two], [one, two, one]) == [one, two, one]
+    assert replay_after([one, two], [two, one]) == [one, two, one]  # the cursor first
+
+
+@pytest.mark.parametrize("reconnected", [False, True])
+def test_nothing_is_said_after_an_over_long_id_ended_the_stream(reconnected: bool) -> None:
+    # The server sends an over-long id (that reads as the number 1), then, still in flight as
+    # the subscription ends (a source emitting as it is subscribed, before its disposal can
+    # reach it), a lower id and a drop. The stream ends with EventIdTooLong and nothing more:
+    # no warning, no note, no back-off; on the first connection, or after a reconnect from "5".
+    connection = iter(range(10))
+
+    def server(observer: Any, _scheduler: Any = None) -> Any:
+        if reconnected and next(connection) == 0:
+            observer.on_next(Item("5", "a"))
+            observer.on_error(DROP)
+        else:
+            observer.on_next(Item("0" * MAX_ID_LENGTH + "1", "zeros"))
+            observer.on_next(Item("1", "b"))
+            observer.on_error(DROP)
+        return Disposable()
+
+    states: list[ConnectionState] = []
+    scheduler = TestScheduler()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = scheduler.start(
+            lambda: Observable(server).pipe(resume(POLICY, on_state=states.append))
+        )
+    assert delivered(result.messages) == ([Item("5", "a")] if reconnected else [])
+    assert isinstance(result.messages[-1].value.exception, EventIdTooLong)
+    assert [s.kind for s in states] == (["backing_off"] if reconnected else [])
+    assert [str(w.message) for w in caught] == []
+    if reconnected:
+        assert next(connection) == 2  # two connections, no third
+
+
+def test_disposing_closes_the_live_connection() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_next(10, Item("1", "a")))
+    result = scheduler.start(lambda: xs.pipe(resume(POLICY)), disposed=250)
+    assert delivered(result.messages) == [Item("1", "a")]
+    assert xs.subscriptions == [ReactiveTest.subscribe(200, 250)]
+
+
+def test_a_connection_that_failed_as_it_was_made_is_closed() -> None:
+    # The first frame, pushed while the connection is being made, carries an over-long id: the
+    # subscription ends at once, and the connection returned afterwards is closed too.
+    closed: list[bool] = []
+
+    def server(observer: Any, _scheduler: Any = None) -> Any:
+        observer.on_next(Item("9" * (MAX_ID_LENGTH + 1), "a"))
+        return Disposable(lambda: closed.append(True))
+
+    errors: list[Exception] = []
+    Observable(server).pipe(resume(POLICY, scheduler=TestScheduler())).subscribe(
+        on_error=errors.append
+    )
+    assert len(errors) == 1 and isinstance(errors[0], EventIdTooLong)
+    assert closed == [True]
+
+
+def test_a_reconnect_made_while_the_failed_connection_returns_is_kept() -> None:
+    # With no delay on an immediate scheduler the reconnect happens inside the first
+    # connection's failure, before its subscribe returns: the new connection is the live one,
+    # and the failed one's late return must not replace (and close) it.
+    live: reactivex.subject.Subject[Item] = reactivex.subject.Subject()
+    connection = iter(range(10))
+
+    def server(observer: Any, _scheduler: Any = None) -> Any:
+        if next(connection) == 0:
+            observer.on_error(DROP)
+            return Disposable()
+        return live.subscribe(observer)
+
+    got: list[Item] = []
+    subscription = Observable(server).pipe(
+        resume(RetryPolicy.immediate(), scheduler=ImmediateScheduler())
+    ).subscribe(got.append)
+    live.on_next(Item("1", "a"))
+    assert got == [Item("1", "a")]
+    subscription.dispose()
+    assert not live.observers  # disposal closes it
+
+
+def test_the_connection_is_closed_before_the_subscriber_hears_of_an_over_long_id() -> None:
+    # A subscriber that reconnects from its on_error must not find the old connection open.
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_next(10, Item("9" * (MAX_ID_LENGTH + 1), "a")))
+    closed_at: list[int] = []
+
+    def on_error(_error: Exception) -> None:
+        closed_at.append(xs.subscriptions[0].unsubscribe)
+
+    xs.pipe(resume(POLICY)).subscribe(on_error=on_error, scheduler=scheduler)
+    scheduler.advance_to(100)
+    assert closed_at == [10]

@@ -530,6 +530,17 @@ def test_one_healthy_connection_does_not_stop_the_backoff_growing() -> None:
     assert [s.delay for s in states if s.kind == "backing_off"][:5] == [1, 2, 4, 8, 16]
 
 
+def test_a_connection_that_delivered_nothing_was_never_healthy() -> None:
+    # However short reset_after is, a connection that failed before its first item does not
+    # reset the back-off.
+    scheduler = TestScheduler()
+    xs = scheduler.create_cold_observable(on_error(5, DROP))
+    states: list[ConnectionState] = []
+    policy = RetryPolicy(base=1, jitter=0, reset_after=1)
+    scheduler.start(lambda: xs.pipe(resume(policy, on_state=states.append)), disposed=300)
+    assert [s.delay for s in states if s.kind == "backing_off"][:4] == [1, 2, 4, 8]
+
+
 def test_an_error_marked_as_the_subscribers_own_passes_at_once() -> None:
     scheduler = TestScheduler()
     own = mark_downstream(TransportError("raised by the subscriber's code"))
