@@ -69,6 +69,7 @@ def fused_resume(
     seconds: float | None,
     heartbeat_scheduler: abc.SchedulerBase | None = None,
     end_type: type[_T] | None = None,
+    only: type[Any] | None = None,
     policy: RetryPolicy | None = None,
     cursor: Cursor | None = None,
     remember: int = DEFAULT_REMEMBER,
@@ -87,7 +88,9 @@ def fused_resume(
     arguments are :func:`rxlens.sse.resume`'s, with its rules: replays after a reconnect
     dropped, ids going back delivered with a note and a warning, the subscriber's own
     exceptions never retried, every state in the subscription. On the end item the stream
-    completes and the connection is disposed (``until_end()``).
+    completes and the connection is disposed (``until_end()``). ``only`` passes on only the
+    items of that type, as a filter after the operator would (every item still counts for
+    the heartbeat, resume and the end), without the filter's observer per item.
 
     When the source is an :class:`SSESource` or :class:`AsyncSSESource`, it delivers each read
     chunk's frames at once (:class:`FrameObserver`) and this operator advances the source's
@@ -126,6 +129,7 @@ def fused_resume(
                 seconds,
                 heartbeat_scheduler,
                 end_type,
+                only,
                 chosen,
                 cursor,
                 _Memory(remember, remember_bytes),
@@ -210,6 +214,7 @@ class _Run(Generic[_T]):
         seconds: float | None,
         heartbeat_scheduler: abc.SchedulerBase | None,
         end_type: type[_T] | None,
+        only: type[Any] | None,
         policy: RetryPolicy,
         cursor: Cursor | None,
         memory: _Memory,
@@ -228,6 +233,7 @@ class _Run(Generic[_T]):
         self.step_errors = step_errors
         self.seconds = seconds
         self.end_type = end_type
+        self.only = only
         self.policy = policy
         self.cursor = cursor
         self.memory = memory
@@ -467,6 +473,7 @@ class _Run(Generic[_T]):
         observer = self.observer
         on_next = observer.on_next
         end_type = self.end_type
+        only = self.only
         max_id_length = self.max_id_length
         memory = self.memory
         order = memory._order
@@ -540,10 +547,12 @@ class _Run(Generic[_T]):
                 # until_end, then the subscriber
                 try:
                     if end_type is None or not isinstance(item, end_type):
-                        on_next(item)
+                        if only is None or isinstance(item, only):
+                            on_next(item)
                     elif not self.ended:
                         self.ended = True
-                        on_next(item)
+                        if only is None or isinstance(item, only):
+                            on_next(item)
                         observer.on_completed()
                         self.dispose()
                 except Exception as exc:
