@@ -461,9 +461,12 @@ class _Run(Generic[_T]):
         """Frames through every step, in order; ``source``: the cursor to move per frame.
         Returns True when the connection was disposed with frames left.
 
-        The hot path of the preset, hence one loop with its lookups hoisted: the lock is taken
-        per frame (as the composed operators do), so a heartbeat that fires between two frames
-        of a chunk is decided between them.
+        The hot path of the preset, hence one loop with its lookups hoisted, under the lock
+        once per chunk: the frames of a chunk arrived together, so a heartbeat that fires while
+        they are handled finds them (each frame re-arms it) and is decided after them. Whoever
+        waits for the lock (the heartbeat, a reconnect) waits at most for one chunk's frames,
+        as it waits for one slow ``on_next``; disposal takes no lock and stops the chunk at
+        the next frame.
         """
         lock = self.lock
         step = self.step
@@ -480,8 +483,8 @@ class _Run(Generic[_T]):
         remember = memory._count
         budget = memory._budget
         generation = link.generation
-        for frame in frames:
-            with lock:
+        with lock:
+            for frame in frames:
                 if source is not None:
                     # The source's own per-frame work: stop once disposed, move the cursor.
                     if link.disposed:
@@ -511,7 +514,8 @@ class _Run(Generic[_T]):
                     state.first_at = self.now()
                 key = getattr(item, "id", None)
                 if key is not None:
-                    if isinstance(key, str) and len(key) > max_id_length:
+                    text = isinstance(key, str)
+                    if text and len(key) > max_id_length:
                         self.fail(EventIdTooLong(max_id_length, len(key)))
                         continue
                     raw = getattr(item, "raw", None)
@@ -525,7 +529,7 @@ class _Run(Generic[_T]):
                             continue
                         state.window = None
                         if key in window.ids or (
-                            isinstance(key, str) and _numeric_before(key, state.resumed_from)
+                            text and _numeric_before(key, state.resumed_from)
                         ):
                             self.went_back(key)
                     # memory.add(key, content), inline: the per-event cost of resume.
@@ -542,7 +546,7 @@ class _Run(Generic[_T]):
                         while held > budget and order:
                             held -= _size(order.popleft()[0])
                         memory._bytes = held
-                    if isinstance(key, str):
+                    if text:
                         state.last_id = key
                 # until_end, then the subscriber
                 try:
