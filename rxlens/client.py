@@ -28,9 +28,8 @@ from rxlens.errors import (
     RxLensError,
 )
 from rxlens.events import LensEvent, OnMalformed
-from rxlens.operators import events_preset, resume, typed
+from rxlens.operators import Narrowable, events_preset, resume, typed
 from rxlens.operators import merge_sessions as _merge_sessions
-from rxlens.operators._preset import Narrowable
 from rxlens.retry import RetryPolicy
 from rxlens.sse import (
     DEFAULT_MAX_EVENT_BYTES,

@@ -27,6 +27,7 @@ from reactivex.testing import TestScheduler
 from rxlens.errors import MalformedEventError, StreamClosed, TransportError, is_downstream
 from rxlens.events import LensEvent
 from rxlens.operators import (
+    Narrowable,
     events_preset,
     heartbeat_timeout,
     only_results,
@@ -34,7 +35,6 @@ from rxlens.operators import (
     typed,
     until_end,
 )
-from rxlens.operators._preset import Narrowable
 from rxlens.retry import RetryPolicy
 from rxlens.sse import ConnectionState, Event, SSESource
 from rxlens.sse._delivery import deliver
