@@ -28,7 +28,7 @@ from rxlens.errors import (
     RxLensError,
 )
 from rxlens.events import LensEvent, OnMalformed
-from rxlens.operators import events_preset, resume, typed
+from rxlens.operators import Narrowable, events_preset, resume, typed
 from rxlens.operators import merge_sessions as _merge_sessions
 from rxlens.retry import RetryPolicy
 from rxlens.sse import (
@@ -405,7 +405,9 @@ class LensClient:
         # io="asyncio": back-offs on the shared timer thread, not a timer thread each.
         backoff = scheduler if scheduler is not None or self.io == "threads" else shared_timers()
 
-        def stages(_scheduler: abc.SchedulerBase | None = None) -> Observable[LensEvent]:
+        def stages(
+            _scheduler: abc.SchedulerBase | None = None, only: type[Any] | None = None
+        ) -> Observable[LensEvent]:
             # Built per subscription: the source is the subscription's cursor, never shared.
             source = self.connect(
                 session_id,
@@ -417,7 +419,7 @@ class LensClient:
             # typed -> heartbeat_timeout -> resume -> until_end, fused into one operator that
             # the SSE source feeds a read chunk at a time (the composed operators are its
             # reference, held equal by a property test).
-            once = source.sse.pipe(
+            preset = source.sse.pipe(
                 events_preset(
                     heartbeat_timeout=heartbeat_timeout,
                     policy=policy,
@@ -429,9 +431,24 @@ class LensClient:
                     scheduler=backoff,
                 )
             )
+            once = preset if only is None else preset.narrowed(only)
             return _follow(once, running) if follow else once
 
-        return reactivex.defer(stages)
+        if follow:
+            return reactivex.defer(stages)
+
+        def narrowed(only: type[Any] | None) -> Observable[LensEvent]:
+            # As reactivex.defer(stages), without its observer per item: the subscription's
+            # own auto-detaching observer goes straight to the preset's. only_results() after
+            # it filters inside the preset (Narrowable).
+            def subscribe(
+                observer: abc.ObserverBase[LensEvent], scheduler: abc.SchedulerBase | None = None
+            ) -> abc.DisposableBase:
+                return stages(scheduler, only)._subscribe_core(observer, scheduler)
+
+            return Observable(subscribe)
+
+        return Narrowable(narrowed)
 
     def merge_sessions(
         self,

@@ -579,3 +579,24 @@ def test_a_retry_just_below_saturation_is_kept() -> None:
     decoder = Decoder()
     decoder.feed(b"retry: %d\n\n" % (RETRY_MAX_MS - 1))
     assert decoder.retry == RETRY_MAX_MS - 1
+
+
+# The fast path of the usual Lens frame (``id: x`` then ``data: y``) against the per-line
+# rules: fed byte by byte no block arrives whole, so every line takes the general loop.
+_value = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+                 max_size=8)
+_lens_block = st.one_of(
+    st.builds(lambda i, d: f"id: {i}\ndata: {d}\n\n", _value, _value),
+    st.builds(lambda i, d: f"id: {i}\x00\ndata: {d}\n\n", _value, _value),
+    st.builds(lambda i, d: f"id:{i}\ndata: {d}\n\n", _value, _value),
+    st.builds(lambda i, d: f"id: {i}\nevent: t\ndata: {d}\n\n", _value, _value),
+    st.builds(lambda d: f"data: {d}\n\n", _value),
+    st.builds(lambda i: f"id: {i}\n\n", _value),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_lens_block, max_size=8))
+def test_the_usual_lens_frame_decodes_as_the_per_line_rules_say(blocks: list[str]) -> None:
+    stream = "".join(blocks).encode()
+    assert feed_all([stream]) == feed_all([stream[i : i + 1] for i in range(len(stream))])

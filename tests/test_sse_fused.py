@@ -26,7 +26,15 @@ from reactivex.testing import TestScheduler
 
 from rxlens.errors import MalformedEventError, StreamClosed, TransportError, is_downstream
 from rxlens.events import LensEvent
-from rxlens.operators import events_preset, heartbeat_timeout, resume, typed, until_end
+from rxlens.operators import (
+    Narrowable,
+    events_preset,
+    heartbeat_timeout,
+    only_results,
+    resume,
+    typed,
+    until_end,
+)
 from rxlens.retry import RetryPolicy
 from rxlens.sse import ConnectionState, Event, SSESource
 from rxlens.sse._delivery import FrameObserver, deliver
@@ -180,7 +188,7 @@ def state_of(state: ConnectionState) -> tuple[Any, ...]:
             type(error), str(error), state.at, state.note)
 
 
-def run(scenario: dict[str, Any], how: str) -> dict[str, Any]:
+def run(scenario: dict[str, Any], how: str, only: bool = False) -> dict[str, Any]:
     scheduler = TestScheduler()
     source = Scripted(scheduler, as_frames(scenario["connections"], scenario["start_id"]))
     source.last_event_id = scenario["start_id"]
@@ -222,6 +230,11 @@ def run(scenario: dict[str, Any], how: str) -> dict[str, Any]:
                 **scenario["memory"],
             )
         )
+    if only:
+        # After the preset, only_results() filters inside it (a Narrowable); after the
+        # composed operators it is the filter.
+        assert isinstance(pipeline, Narrowable) == (how != "composed")
+        pipeline = pipeline.pipe(only_results())
     recorder = Recorder(scheduler, scenario["raise_at"])
     subscription: list[abc.DisposableBase] = []
     scheduler.schedule_absolute(
@@ -247,6 +260,16 @@ def test_the_fused_preset_is_the_composed_operators(scenario: dict[str, Any]) ->
     composed = run(scenario, "composed")
     assert run(scenario, "fused, a chunk at a time") == composed
     assert run(scenario, "fused, frame by frame") == composed
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenarios)
+def test_only_results_after_the_preset_is_only_results_after_the_operators(
+    scenario: dict[str, Any],
+) -> None:
+    composed = run(scenario, "composed", only=True)
+    assert run(scenario, "fused, a chunk at a time", only=True) == composed
+    assert run(scenario, "fused, frame by frame", only=True) == composed
 
 
 def test_the_law_sees_replays_ids_going_back_and_each_ending() -> None:

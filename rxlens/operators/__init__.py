@@ -38,6 +38,7 @@ from rxlens.operators._majority_vote import majority_vote
 from rxlens.operators._mean_scores import mean_scores
 from rxlens.operators._merge_sessions import merge_sessions
 from rxlens.operators._only_results import only_results
+from rxlens.operators._preset import Narrowable as Narrowable
 from rxlens.operators._preset import events_preset as events_preset
 from rxlens.operators._rate import rate
 from rxlens.operators._rising_edge import rising_edge

@@ -8,6 +8,7 @@ from typing import Any
 from reactivex import Observable, abc
 
 from rxlens.events import InferenceResult
+from rxlens.operators._preset import Narrowable
 
 
 def only_results() -> Callable[[Observable[Any]], Observable[InferenceResult]]:
@@ -25,6 +26,11 @@ def only_results() -> Callable[[Observable[Any]], Observable[InferenceResult]]:
     """
 
     def operator(source: Observable[Any]) -> Observable[InferenceResult]:
+        if isinstance(source, Narrowable):
+            # The preset (client.events()) filters in its own loop: the same items, errors
+            # and completion, without this operator's observers per event.
+            return source.narrowed(InferenceResult)
+
         def subscribe(
             observer: abc.ObserverBase[InferenceResult],
             scheduler: abc.SchedulerBase | None = None,

@@ -271,6 +271,18 @@ class Decoder:
                             append(_new_event(Event, (block[6:], "message", id_buffer, None)))
                             continue
                     elif block[nl + 1 : nl + 7] == "data: ":
+                        # The usual Lens frame, ``id: x\ndata: y``: its one head line read
+                        # without the split and the loop below (which give the same event).
+                        if block[:4] == "id: " and block.find("\n") == nl:
+                            head_id = block[4:nl]
+                            if "\x00" not in head_id:
+                                id_buffer = head_id
+                                append(
+                                    _new_event(
+                                        Event, (block[nl + 7 :], "message", head_id, head_id)
+                                    )
+                                )
+                                continue
                         event_id: str | None = None
                         event_type = "message"
                         for line in block[:nl].split("\n"):

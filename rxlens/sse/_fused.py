@@ -69,6 +69,7 @@ def fused_resume(
     seconds: float | None,
     heartbeat_scheduler: abc.SchedulerBase | None = None,
     end_type: type[_T] | None = None,
+    only: type[Any] | None = None,
     policy: RetryPolicy | None = None,
     cursor: Cursor | None = None,
     remember: int = DEFAULT_REMEMBER,
@@ -87,7 +88,9 @@ def fused_resume(
     arguments are :func:`rxlens.sse.resume`'s, with its rules: replays after a reconnect
     dropped, ids going back delivered with a note and a warning, the subscriber's own
     exceptions never retried, every state in the subscription. On the end item the stream
-    completes and the connection is disposed (``until_end()``).
+    completes and the connection is disposed (``until_end()``). ``only`` passes on only the
+    items of that type, as a filter after the operator would (every item still counts for
+    the heartbeat, resume and the end), without the filter's observer per item.
 
     When the source is an :class:`SSESource` or :class:`AsyncSSESource`, it delivers each read
     chunk's frames at once (:class:`FrameObserver`) and this operator advances the source's
@@ -126,6 +129,7 @@ def fused_resume(
                 seconds,
                 heartbeat_scheduler,
                 end_type,
+                only,
                 chosen,
                 cursor,
                 _Memory(remember, remember_bytes),
@@ -225,6 +229,7 @@ class _Run(Generic[_T]):
         seconds: float | None,
         heartbeat_scheduler: abc.SchedulerBase | None,
         end_type: type[_T] | None,
+        only: type[Any] | None,
         policy: RetryPolicy,
         cursor: Cursor | None,
         memory: _Memory,
@@ -243,6 +248,7 @@ class _Run(Generic[_T]):
         self.step_errors = step_errors
         self.seconds = seconds
         self.end_type = end_type
+        self.only = only
         self.policy = policy
         self.cursor = cursor
         self.memory = memory
@@ -476,9 +482,12 @@ class _Run(Generic[_T]):
         """Frames through every step, in order; ``source``: the cursor to move per frame.
         Returns True when the connection was disposed with frames left.
 
-        The hot path of the preset, hence one loop with its lookups hoisted: the lock is taken
-        per frame (as the composed operators do), so a heartbeat that fires between two frames
-        of a chunk is decided between them.
+        The hot path of the preset, hence one loop with its lookups hoisted, under the lock
+        once per chunk: the frames of a chunk arrived together, so a heartbeat that fires while
+        they are handled finds them (each frame re-arms it) and is decided after them. Whoever
+        waits for the lock (the heartbeat, a reconnect) waits at most for one chunk's frames,
+        as it waits for one slow ``on_next``; disposal takes no lock and stops the chunk at
+        the next frame.
         """
         lock = self.lock
         step = self.step
@@ -488,14 +497,15 @@ class _Run(Generic[_T]):
         observer = self.observer
         on_next = observer.on_next
         end_type = self.end_type
+        only = self.only
         max_id_length = self.max_id_length
         memory = self.memory
         order = memory._order
         remember = memory._count
         budget = memory._budget
         generation = link.generation
-        for frame in frames:
-            with lock:
+        with lock:
+            for frame in frames:
                 if source is not None:
                     # The source's own per-frame work: stop once disposed, move the cursor.
                     if link.disposed:
@@ -525,7 +535,8 @@ class _Run(Generic[_T]):
                     state.first_at = self.now()
                 key = getattr(item, "id", None)
                 if key is not None:
-                    if isinstance(key, str) and len(key) > max_id_length:
+                    text = isinstance(key, str)
+                    if text and len(key) > max_id_length:
                         self.fail(EventIdTooLong(max_id_length, len(key)))
                         continue
                     raw = getattr(item, "raw", None)
@@ -539,7 +550,7 @@ class _Run(Generic[_T]):
                             continue
                         state.window = None
                         if key in window.ids or (
-                            isinstance(key, str) and _numeric_before(key, state.resumed_from)
+                            text and _numeric_before(key, state.resumed_from)
                         ):
                             self.went_back(key)
                     # memory.add(key, content), inline: the per-event cost of resume.
@@ -556,15 +567,17 @@ class _Run(Generic[_T]):
                         while held > budget and order:
                             held -= _size(order.popleft()[0])
                         memory._bytes = held
-                    if isinstance(key, str):
+                    if text:
                         state.last_id = key
                 # until_end, then the subscriber
                 try:
                     if end_type is None or not isinstance(item, end_type):
-                        on_next(item)
+                        if only is None or isinstance(item, only):
+                            on_next(item)
                     elif not self.ended:
                         self.ended = True
-                        on_next(item)
+                        if only is None or isinstance(item, only):
+                            on_next(item)
                         observer.on_completed()
                         self.dispose()
                 except Exception as exc:
