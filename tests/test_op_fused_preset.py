@@ -25,7 +25,9 @@ from rxlens.sse import Event
 
 FRAMES = {
     "result": json.dumps({"type": "inference.result", "event_data": {"response": ["ok"]}}),
-    "heartbeat": json.dumps({"type": "sse.stream.heartbeat", "event_data": {"session_id": "lsn-1"}}),
+    "heartbeat": json.dumps(
+        {"type": "sse.stream.heartbeat", "event_data": {"session_id": "lsn-1"}}
+    ),
     "end": json.dumps({"type": "sse.stream.end", "event_data": {}}),
     "malformed": "{not json",
     "bad_result": json.dumps({"type": "inference.result", "event_data": {"response": 3}}),

@@ -50,7 +50,9 @@ FRAMES = {
     "r1": _result(1),
     "r2": _result(2),
     "r3": _result(3),
-    "heartbeat": json.dumps({"type": "sse.stream.heartbeat", "event_data": {"session_id": "lsn-1"}}),
+    "heartbeat": json.dumps(
+        {"type": "sse.stream.heartbeat", "event_data": {"session_id": "lsn-1"}}
+    ),
     "end": json.dumps({"type": "sse.stream.end", "event_data": {}}),
     "malformed": "{not json",
     "bad_result": json.dumps({"type": "inference.result", "event_data": {"response": 3}}),
