@@ -56,6 +56,21 @@ def test_bom_later_in_stream_is_data() -> None:
     assert pairs(decode(b"data: \xef\xbb\xbfx\n\n")) == [("message", "\ufeffx")]
 
 
+def test_a_bom_at_the_start_of_a_later_chunk_is_not_stripped() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"\xef\xbb\xbfdata: a\n\n") == [Event("a")]
+    # The stream has started: this BOM is part of a field name, so the line is ignored.
+    assert decoder.feed(b"\xef\xbb\xbfdata: b\n\n") == []
+
+
+def test_a_short_first_chunk_that_is_no_bom_is_a_partial_line() -> None:
+    decoder = Decoder(max_event_bytes=1)
+    assert decoder.feed(b"d") == []
+    assert (decoder.pending_bytes, decoder.in_event) == (1, True)
+    with pytest.raises(EventTooLarge):
+        decoder.feed(b"a")
+
+
 def test_partial_bom_then_other_bytes() -> None:
     decoder = Decoder()
     assert decoder.feed(b"\xef\xbb") == []
@@ -78,6 +93,12 @@ def test_crlf_split_across_chunks_counts_once() -> None:
     decoder = Decoder()
     out = decoder.feed(b"data: a\r") + decoder.feed(b"\ndata: b\r") + decoder.feed(b"\n\r\n")
     assert pairs(out) == [("message", "a\nb")]
+
+
+def test_an_empty_chunk_between_cr_and_lf_keeps_them_one_line_end() -> None:
+    decoder = Decoder()
+    events = decoder.feed(b"data: a\r") + decoder.feed(b"") + decoder.feed(b"\ndata: b\n\n")
+    assert pairs(events) == [("message", "a\nb")]
 
 
 def test_cr_cr_is_two_line_ends() -> None:
@@ -579,3 +600,29 @@ def test_a_retry_just_below_saturation_is_kept() -> None:
     decoder = Decoder()
     decoder.feed(b"retry: %d\n\n" % (RETRY_MAX_MS - 1))
     assert decoder.retry == RETRY_MAX_MS - 1
+
+
+# --- the documented constants, at their edges ---------------------------------------------------
+
+
+def test_the_default_limit_is_16_mib() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"x" * (16 * 2**20)) == []  # an unfinished line exactly at the limit
+    with pytest.raises(EventTooLarge) as info:
+        decoder.feed(b"x")
+    assert (info.value.limit, info.value.size) == (16 * 2**20, 16 * 2**20 + 1)
+
+
+def test_the_smallest_limit_is_one_byte() -> None:
+    decoder = Decoder(max_event_bytes=1)
+    assert decoder.feed(b"\n\n") == []  # blank lines end empty blocks: nothing to dispatch
+    with pytest.raises(EventTooLarge):
+        decoder.feed(b"d\n")
+
+
+def test_a_retry_saturates_at_about_31_years() -> None:
+    decoder = Decoder()
+    decoder.feed(b"retry: 999999999999\n\n")  # 12 digits: kept as it is
+    assert decoder.retry == 999_999_999_999
+    decoder.feed(b"retry: 1000000000001\n\n")
+    assert decoder.retry == 10**12 == RETRY_MAX_MS
