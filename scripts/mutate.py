@@ -52,7 +52,10 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
         ["tests/test_op_heartbeat_timeout.py"],
     ),
     "until_end": ("rxlens/operators/_until_end.py", ["tests/test_op_until_end.py"]),
-    "window_results": ("rxlens/operators/_window_results.py", ["tests/test_op_window_results.py"]),
+    "window_results": (
+        "rxlens/operators/_window_results.py",
+        ["tests/test_op_event_time.py", "tests/test_op_window_results.py"],
+    ),
     "rising_edge": ("rxlens/operators/_rising_edge.py", ["tests/test_op_alerts.py"]),
     "rate": ("rxlens/operators/_rate.py", ["tests/test_op_aggregates.py"]),
     "changes": ("rxlens/operators/_changes.py", ["tests/test_op_alerts.py"]),

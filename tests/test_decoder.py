@@ -266,6 +266,15 @@ def test_id_of_unfinished_block_is_not_committed_at_close() -> None:
     assert decoder.last_event_id == "1"
 
 
+@pytest.mark.parametrize("started", [b"data: a\n", b"event: x\n", b"id: 1\n", b"data: a"])
+def test_close_ends_the_event_in_progress(started: bytes) -> None:
+    decoder = Decoder()
+    decoder.feed(started)
+    assert decoder.in_event
+    decoder.close()
+    assert (decoder.in_event, decoder.pending_bytes) == (False, 0)
+
+
 def test_feed_after_close_is_an_error() -> None:
     decoder = Decoder()
     decoder.close()
@@ -552,6 +561,31 @@ def test_the_size_restarts_after_a_split_line_completes() -> None:
         events += decoder.feed(b"data: 0123456")
         events += decoder.feed(b"789\n\n")
     assert len(events) == 1000 and decoder.pending_bytes == 0
+
+
+@pytest.mark.parametrize("cuts", [[], [9], [10], [2, 10], [2, 9], [7, 9]])
+def test_bytes_after_the_last_line_end_of_a_chunk_count_once(cuts: list[int]) -> None:
+    stream = b"data: a\nxyz\n\n"  # a block of 12 bytes: "data: a" LF "xyz" LF
+    assert outcome(stream, cuts, 12) == ([Event("a")], False)
+    assert outcome(stream, cuts, 11) == ([], True)
+
+
+@pytest.mark.parametrize("cut", [8, 9, 10])
+def test_a_line_cut_just_after_a_line_end_loses_no_byte(cut: int) -> None:
+    stream = b"data: a\ndata: b\n\n"
+    assert outcome(stream, [cut], 100) == ([Event("a\nb")], False)
+
+
+@pytest.mark.parametrize(
+    "before", [b"", b"\n", b"\n\n", b"data: p\n\n", b"\n\ndata: p\n\n", b": c\n\n\n"]
+)
+def test_only_the_open_block_counts_whatever_ended_before_it(before: bytes) -> None:
+    decoder = Decoder(max_event_bytes=20)
+    decoder.feed(before + b"data: a\n")  # the open block: 8 bytes
+    assert decoder.feed(b"x" * 12) == []  # 20: at the limit
+    with pytest.raises(EventTooLarge) as info:
+        decoder.feed(b"x")
+    assert info.value.size == 21
 
 
 def test_an_oversized_partial_line_keeps_the_events_of_its_chunk() -> None:
