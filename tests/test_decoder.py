@@ -531,6 +531,13 @@ def test_an_event_exactly_at_the_limit_passes(bytewise: bool) -> None:
 
 
 @pytest.mark.parametrize("bytewise", [False, True])
+def test_an_event_at_the_limit_after_others_in_its_chunk_passes(bytewise: bool) -> None:
+    stream = b"data: ok\n\n" + BLOCK + b"\n"
+    cuts = list(range(len(stream))) if bytewise else []
+    assert outcome(stream, cuts, len(BLOCK)) == ([Event("ok"), Event("x" * 9)], False)
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
 def test_one_byte_over_the_limit_raises(bytewise: bool) -> None:
     stream = b"data: ok\n\n" + BLOCK + b"\n"
     cuts = list(range(len(stream))) if bytewise else []
@@ -577,7 +584,18 @@ def test_a_line_cut_just_after_a_line_end_loses_no_byte(cut: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "before", [b"", b"\n", b"\n\n", b"data: p\n\n", b"\n\ndata: p\n\n", b": c\n\n\n"]
+    "before",
+    [
+        b"",
+        b"\n",
+        b"\n\n",
+        b"data: p\n\n",
+        b"\n\ndata: p\n\n",
+        b": c\n\n\n",
+        # Chunks longer than the limit, whose blocks each fit.
+        b"data: p\n\ndata: q\n\n",
+        b": " + b"c" * 17 + b"\n\n",
+    ],
 )
 def test_only_the_open_block_counts_whatever_ended_before_it(before: bytes) -> None:
     decoder = Decoder(max_event_bytes=20)
@@ -586,6 +604,17 @@ def test_only_the_open_block_counts_whatever_ended_before_it(before: bytes) -> N
     with pytest.raises(EventTooLarge) as info:
         decoder.feed(b"x")
     assert info.value.size == 21
+
+
+@pytest.mark.parametrize("limit, size", [(20, 25), (25, 42), (42, 59)])
+def test_the_error_gives_the_block_size_through_the_line_that_went_over(
+    limit: int, size: int
+) -> None:
+    # Lines of 17, 8 and 17 bytes, then 17 again: the block grows 17, 25, 42, 59.
+    long, short = b"data: 0123456789\n", b"data: b\n"
+    with pytest.raises(EventTooLarge) as info:
+        Decoder(max_event_bytes=limit).feed(b"data: a\n\n" + long + short + long + long + b"\n")
+    assert (info.value.size, info.value.events) == (size, [Event("a")])
 
 
 def test_an_oversized_partial_line_keeps_the_events_of_its_chunk() -> None:
