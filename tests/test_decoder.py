@@ -275,6 +275,39 @@ def test_close_ends_the_event_in_progress(started: bytes) -> None:
     assert (decoder.in_event, decoder.pending_bytes) == (False, 0)
 
 
+@pytest.mark.parametrize(
+    "started, expected",
+    [
+        (b"data: a\n", Event("a\nb")),
+        (b"event: t\n", Event("b", "t")),
+        (b"id: 7\n", Event("b", "message", "7", "7")),
+    ],
+)
+def test_an_event_begun_in_one_chunk_is_continued_by_the_next(
+    started: bytes, expected: Event
+) -> None:
+    decoder = Decoder()
+    assert decoder.feed(started) == []
+    assert decoder.feed(b"data: b\n\n") == [expected]
+
+
+def test_an_id_set_by_a_continued_event_carries_on() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"data: a\n") == []
+    assert decoder.feed(b"id: 9\n\ndata: b\n\n") == [
+        Event("a", "message", "9", "9"),
+        Event("b", "message", "9", None),
+    ]
+    assert decoder.feed(b"data: c\n\n") == [Event("c", "message", "9", None)]
+
+
+def test_an_id_carries_on_from_one_chunk_to_the_next() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"id: 5\ndata: a\n\n") == [Event("a", "message", "5", "5")]
+    assert decoder.feed(b"data: b\n\n") == [Event("b", "message", "5", None)]
+    assert decoder.last_event_id == "5"
+
+
 def test_feed_after_close_is_an_error() -> None:
     decoder = Decoder()
     decoder.close()
