@@ -148,6 +148,16 @@ def test_data_lines_joined_with_newline() -> None:
     assert pairs(decode(b"data: a\ndata:\ndata: c\n\n")) == [("message", "a\n\nc")]
 
 
+def test_each_event_of_several_data_lines_has_only_its_own_lines() -> None:
+    stream = b"data: a\ndata: b\n\ndata: c\ndata: d\n\n"
+    assert decode(stream) == [Event("a\nb"), Event("c\nd")]
+
+
+def test_fields_in_any_order_and_with_comments_between() -> None:
+    stream = b"data: a\n: note\nevent: t\nid: 3\n\nevent:u\ndata:b\n\n"
+    assert decode(stream) == [Event("a", "t", "3", "3"), Event("b", "u", "3", None)]
+
+
 def test_field_without_colon_has_empty_value() -> None:
     assert pairs(decode(b"data\ndata\n\n")) == [("message", "\n")]
     assert pairs(decode(b"data\n\n")) == [("message", "")]
