@@ -72,6 +72,11 @@ _DETACHED = (
     "after the end the downstream observer is an RxPY AutoDetachObserver, which ignores what "
     "follows its on_completed and disposes the subscription itself"
 )
+_OVERLOAD = "the body of an @overload stub, which the real definition replaces: never run"
+_UPSTREAM_ENDED = (
+    "the flag set on the source's on_error or on_completed: the source is subscribed through "
+    "an RxPY AutoDetachObserver, which passes nothing after those, so it is never read again"
+)
 _GENERAL = (
     "the decoder's fast path no longer fires for that block, which then takes the general "
     "per-line loop (the spec) and gives the same events"
@@ -116,6 +121,21 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "done = True | delete `done = True`": _DETACHED,
         "done = True | True -> False": _DETACHED,
         "subscription.dispose() | delete `subscription.dispose()`": _DETACHED,
+    },
+    "window_results": {
+        ") -> Callable[[Observable[_T]], Observable[list[_T]]]: ... | delete `...`": _OVERLOAD,
+        ") -> Callable[[Observable[_T]], Observable[Window[_T]]]: ... | delete `...`": _OVERLOAD,
+        "stopped = True | delete `stopped = True`": _UPSTREAM_ENDED,
+        "stopped = True | True -> False": _UPSTREAM_ENDED,
+        "return | delete `return`": (
+            "in on_completed after the time function failed: the flush calls no user code and "
+            "what it emits goes to an observer that has had on_error; " + _DETACHED
+        ),
+        '__all__ = ["Window", "window_results"] '
+        "| delete `__all__ = ['Window', 'window_results']`": (
+            "rxlens.operators imports both names explicitly and nothing star-imports this "
+            "private module"
+        ),
     },
     "decoder": {
         "if len(digits) > _RETRY_MAX_DIGITS: | Gt -> GtE in `len(digits) > _RETRY_MAX_DIGITS`": (

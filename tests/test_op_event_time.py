@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex import operators as ops
 from reactivex.subject import Subject
-from reactivex.testing import TestScheduler
+from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxlens.events import Heartbeat, InferenceResult
 from rxlens.operators import (
@@ -172,6 +172,70 @@ def test_time_function_errors_are_sent_as_on_error() -> None:
 def test_bad_event_time_arguments_raise(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         window_results(**kwargs)
+
+
+def test_event_time_windows_forward_a_source_error_and_drop_the_open_windows() -> None:
+    scheduler = TestScheduler()
+    error = ValueError("source failed")
+    source = scheduler.create_hot_observable(
+        ReactiveTest.on_next(210, Item("a", 1)),
+        ReactiveTest.on_next(220, Item("b", 4)),  # closes [0, 3); [3, 6) stays open
+        ReactiveTest.on_error(230, error),
+    )
+    observer = scheduler.start(lambda: source.pipe(window_results(seconds=3, time=t_of)))
+    assert [(m.time, m.value.kind) for m in observer.messages] == [(220, "N"), (230, "E")]
+    assert shape([observer.messages[0].value.value]) == [(0.0, 3.0, ["a"], 0)]
+    assert observer.messages[1].value.exception is error
+
+
+def test_event_time_windows_flush_then_complete() -> None:
+    scheduler = TestScheduler()
+    source = scheduler.create_hot_observable(
+        ReactiveTest.on_next(210, Item("a", 1)),
+        ReactiveTest.on_completed(230),
+    )
+    observer = scheduler.start(lambda: source.pipe(window_results(seconds=3, time=t_of)))
+    assert [(m.time, m.value.kind) for m in observer.messages] == [(230, "N"), (230, "C")]
+
+
+def test_the_time_function_is_not_called_again_after_it_failed() -> None:
+    # A source that emits as it is subscribed goes on after the error: the subscription to
+    # dispose does not exist yet.
+    calls: list[str] = []
+
+    def fails_on_b(item: Item) -> float | None:
+        calls.append(item.name)
+        if item.name == "b":
+            raise KeyError("no time")
+        return item.t
+
+    errors: list[Exception] = []
+    completed: list[bool] = []
+    def emit(observer: Any, _: Any = None) -> Any:
+        for item in (Item("a", 1), Item("b", 2), Item("c", 9)):
+            observer.on_next(item)
+        observer.on_completed()
+
+    reactivex.create(emit).pipe(window_results(seconds=3, time=fails_on_b)).subscribe(
+        on_error=errors.append, on_completed=lambda: completed.append(True)
+    )
+    assert calls == ["a", "b"]
+    assert [type(e) for e in errors] == [KeyError] and completed == []
+
+
+def test_disposing_event_time_windows_unsubscribes_from_the_source() -> None:
+    subject: Subject[Item] = Subject()
+    calls: list[str] = []
+
+    def timed(item: Item) -> float | None:
+        calls.append(item.name)
+        return item.t
+
+    subscription = subject.pipe(window_results(seconds=3, time=timed)).subscribe()
+    subject.on_next(Item("a", 1))
+    subscription.dispose()
+    subject.on_next(Item("b", 2))
+    assert calls == ["a"] and subject.observers == []
 
 
 def test_without_time_windows_are_still_plain_lists() -> None:
