@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -562,8 +563,13 @@ def run_module(name: str, jobs: int, verbose: bool, skip_equivalent: bool = Fals
         free = list(workdirs)
         lock = threading.Lock()
 
+        # A key names every site with the same line and change: only a key of one site is
+        # trusted enough to skip its mutant.
+        sites = Counter(_key(lines, mutant) for mutant in found)
+
         def one(mutant: Mutant) -> tuple[Mutant, str]:
-            if skip_equivalent and _key(lines, mutant) in known:
+            key = _key(lines, mutant)
+            if skip_equivalent and key in known and sites[key] == 1:
                 return mutant, "not run"
             with lock:
                 workdir = free.pop()
@@ -643,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-equivalent",
         action="store_true",
-        help="do not run the mutants listed as equivalent (counted as equivalent survivors)",
+        help="do not run the mutants listed as equivalent whose key names one site only "
+        "(counted as equivalent survivors)",
     )
     parser.add_argument(
         "--no-fork", action="store_true", help="start a new interpreter for every mutant"

@@ -6,6 +6,7 @@ Pure parts run item by item (no scheduler at all); the law runs a recording thro
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from rxlens.operators import (
     rising_edge,
     window_results,
 )
-from rxlens.operators._event_time import EventTimeWindows, sensor_time
+from rxlens.operators._event_time import EventTimeWindows, received_time, sensor_time
 from rxlens.recording import encode_record, replay
 
 
@@ -116,6 +117,29 @@ def test_sliding_event_time_windows() -> None:
         (1.0, 3.0, ["b", "c"], 0),
         (2.0, 4.0, ["c"], 0),
     ]
+
+
+@pytest.mark.parametrize(
+    "t, seconds, slide",
+    # Where (t - seconds) / slide rounds off an integer, so the first window needs a correction.
+    [(0.7, 0.3, 0.1), (0.9, 0.3, 0.1), (1.8, 0.1, 0.1), (2.0, 0.1, 0.1), (0.5, 1.0, 0.5)],
+)
+def test_an_item_is_in_exactly_the_windows_whose_bounds_hold_it(
+    t: float, seconds: float, slide: float
+) -> None:
+    windows = run([Item("a", t)], window_results(seconds=seconds, slide=slide, time=t_of))
+    expected = [k * slide for k in range(-50, 50) if k * slide <= t < k * slide + seconds]
+    assert [w.start for w in windows] == expected
+    assert all(len(w) == 1 for w in windows)
+
+
+def test_a_window_is_a_read_only_sequence_of_its_results() -> None:
+    window = Window(results=("a", "b", "c"), start=0.0, end=1.0, late_results=("z",))
+    assert (window[0], window[-1], window[1:]) == ("a", "c", ("b", "c"))
+    assert list(window) == ["a", "b", "c"] and len(window) == 3
+    assert "late_results" not in repr(window) and "'a'" in repr(window)
+    assert (Window().late, Window().late_results, Window().session_id) == (0, (), None)
+    assert Windowed("v") == Windowed("v", None, None, None, 0, 0)
 
 
 def test_items_without_a_time_take_the_latest_time_seen() -> None:
@@ -289,6 +313,57 @@ def test_counts_and_means_keep_the_window_context() -> None:
     assert [(m.value, m.session_id) for m in means] == [({"A": 4.0, "B": 2.0}, None)]
     # Plain lists still give plain values.
     assert run([["A", "A", "B"]], majority_vote()) == ["A"]
+
+
+@dataclass(frozen=True)
+class Stamped:
+    query_timestamp: Any = None
+    sensor_timestamp: Any = None
+    received_at: Any = None
+
+
+@pytest.mark.parametrize(
+    "stamped, expected",
+    [
+        (Stamped(query_timestamp=100), 100.0),
+        (Stamped(query_timestamp=True, sensor_timestamp=7), 7.0),  # a bool is no time
+        (Stamped(query_timestamp=math.nan, sensor_timestamp=7), 7.0),
+        (Stamped(query_timestamp=10**400, sensor_timestamp=7), 7.0),  # past any float
+        (Stamped(sensor_timestamp=10**400), None),
+        (Stamped(sensor_timestamp="90"), 90.0),
+        (Stamped(sensor_timestamp=" 01:30 "), 90.0),
+        (Stamped(sensor_timestamp="1:00:00"), 3600.0),
+        (Stamped(sensor_timestamp="1:00:00:00"), None),
+        (Stamped(sensor_timestamp=""), None),
+        (Stamped(sensor_timestamp="soon"), None),
+        (Stamped(sensor_timestamp="inf:00"), None),
+        (Stamped(), None),
+    ],
+)
+def test_sensor_time_takes_only_finite_numbers_and_clock_positions(
+    stamped: Stamped, expected: float | None
+) -> None:
+    value = sensor_time(stamped)
+    assert value == expected
+    assert value is None or type(value) is float
+
+
+def test_received_time_is_a_float_or_none() -> None:
+    assert [received_time(Stamped(received_at=v)) for v in (5, 2.5, "5", None)] == [
+        5.0,
+        2.5,
+        None,
+        None,
+    ]
+    assert type(received_time(Stamped(received_at=5))) is float
+
+
+def test_sensor_and_received_times_give_their_own_windows() -> None:
+    result = InferenceResult(["A"], query_metadata={"query_timestamp": 100.5}, received_at=7.2)
+    by_sensor = run([result], window_results(seconds=1, time="sensor"))
+    by_received = run([result], window_results(seconds=1, time="received"))
+    assert [(w.start, w.end) for w in by_sensor] == [(100.0, 101.0)]
+    assert [(w.start, w.end) for w in by_received] == [(7.0, 8.0)]
 
 
 def test_sensor_time_reads_query_timestamp_then_sensor_timestamp() -> None:
