@@ -139,6 +139,41 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "private module"
         ),
     },
+    "event_time": {
+        "def __getitem__(self, index: int) -> _T: ... | delete `...`": _OVERLOAD,
+        "def __getitem__(self, index: slice) -> tuple[_T, ...]: ... | delete `...`": _OVERLOAD,
+        "def __call__(self, source: Observable[Window[Any]]) -> Observable[Windowed[_V]]: ... "
+        "| delete `...`": _OVERLOAD,
+        "def __call__(self, source: Observable[Sequence[Any]]) -> Observable[_V]: ... "
+        "| delete `...`": _OVERLOAD,
+        "self._next = 0  # the lowest window index not yet emitted (valid once _started) "
+        "| delete `self._next = 0`": "push() sets it from the first timed item before any read",
+        "self._next = 0  # the lowest window index not yet emitted (valid once _started) "
+        "| 0 -> 1": "push() sets it from the first timed item before any read",
+        "self._max_time = -math.inf | delete `self._max_time = -math.inf`": (
+            "read only once started, and the first timed item sets it"
+        ),
+        "while k > 0 and (k - 1) * self._step + self._size > at: | 0 -> 1": (
+            "at k = 1 the loop tests size > at, but k = 1 comes from floor((at - size) / step) "
+            ">= 0, so at >= size (a float difference has the exact sign): the test is false"
+        ),
+        "self._max_time = at | delete `self._max_time = at`": (
+            "the first timed item: max_time is -inf, so `if at > self._max_time` below sets it"
+        ),
+        "self._untimed = [] | delete `self._untimed = []`": (
+            "the untimed list is read only before the first timed item, never after"
+        ),
+        "if at > self._max_time: | Gt -> GtE in `at > self._max_time`": (
+            "at equality it assigns the value it already has"
+        ),
+        "return | delete `return`": (
+            "in _add, for a late item: the loop after it runs over range(max(first, next), "
+            "last + 1), empty when last < next"
+        ),
+        "__all__ = [ | delete `__all__ = ['EventTimeWindows', 'TimeSpec', 'Window', 'Win...`": (
+            "every importer names what it takes from this private module; nothing star-imports it"
+        ),
+    },
     "decoder": {
         "if len(digits) > _RETRY_MAX_DIGITS: | Gt -> GtE in `len(digits) > _RETRY_MAX_DIGITS`": (
             "RETRY_MAX_MS (10**12) has 13 digits, so every 13-digit value saturates to it anyway"

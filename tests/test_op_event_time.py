@@ -122,7 +122,16 @@ def test_sliding_event_time_windows() -> None:
 @pytest.mark.parametrize(
     "t, seconds, slide",
     # Where (t - seconds) / slide rounds off an integer, so the first window needs a correction.
-    [(0.7, 0.3, 0.1), (0.9, 0.3, 0.1), (1.8, 0.1, 0.1), (2.0, 0.1, 0.1), (0.5, 1.0, 0.5)],
+    # Near the epoch the first window has a negative index.
+    [
+        (0.7, 0.3, 0.1),
+        (0.9, 0.3, 0.1),
+        (1.8, 0.1, 0.1),
+        (2.0, 0.1, 0.1),
+        (0.5, 1.0, 0.5),
+        (0.2, 1.0, 0.5),
+        (0.1, 0.4, 0.1),
+    ],
 )
 def test_an_item_is_in_exactly_the_windows_whose_bounds_hold_it(
     t: float, seconds: float, slide: float
@@ -131,6 +140,17 @@ def test_an_item_is_in_exactly_the_windows_whose_bounds_hold_it(
     expected = [k * slide for k in range(-50, 50) if k * slide <= t < k * slide + seconds]
     assert [w.start for w in windows] == expected
     assert all(len(w) == 1 for w in windows)
+
+
+def test_an_item_at_the_end_of_a_window_before_the_epoch_is_not_in_it() -> None:
+    # [-0.25, 0.15) ends at 0.15 (the float sum is 0.15000000000000002): the item is not in it.
+    windows = run([Item("a", 0.15)], window_results(seconds=0.4, slide=0.25, time=t_of))
+    assert [(w.start, w.end) for w in windows] == [(0.0, 0.4)]
+
+
+def test_a_machine_without_items_flushes_nothing() -> None:
+    assert EventTimeWindows(1.0, None, 0.0).flush() == []
+    assert run([], window_results(seconds=1, time=t_of)) == []
 
 
 def test_a_window_is_a_read_only_sequence_of_its_results() -> None:
