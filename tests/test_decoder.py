@@ -56,6 +56,21 @@ def test_bom_later_in_stream_is_data() -> None:
     assert pairs(decode(b"data: \xef\xbb\xbfx\n\n")) == [("message", "\ufeffx")]
 
 
+def test_a_bom_at_the_start_of_a_later_chunk_is_not_stripped() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"\xef\xbb\xbfdata: a\n\n") == [Event("a")]
+    # The stream has started: this BOM is part of a field name, so the line is ignored.
+    assert decoder.feed(b"\xef\xbb\xbfdata: b\n\n") == []
+
+
+def test_a_short_first_chunk_that_is_no_bom_is_a_partial_line() -> None:
+    decoder = Decoder(max_event_bytes=1)
+    assert decoder.feed(b"d") == []
+    assert (decoder.pending_bytes, decoder.in_event) == (1, True)
+    with pytest.raises(EventTooLarge):
+        decoder.feed(b"a")
+
+
 def test_partial_bom_then_other_bytes() -> None:
     decoder = Decoder()
     assert decoder.feed(b"\xef\xbb") == []
@@ -78,6 +93,12 @@ def test_crlf_split_across_chunks_counts_once() -> None:
     decoder = Decoder()
     out = decoder.feed(b"data: a\r") + decoder.feed(b"\ndata: b\r") + decoder.feed(b"\n\r\n")
     assert pairs(out) == [("message", "a\nb")]
+
+
+def test_an_empty_chunk_between_cr_and_lf_keeps_them_one_line_end() -> None:
+    decoder = Decoder()
+    events = decoder.feed(b"data: a\r") + decoder.feed(b"") + decoder.feed(b"\ndata: b\n\n")
+    assert pairs(events) == [("message", "a\nb")]
 
 
 def test_cr_cr_is_two_line_ends() -> None:
@@ -125,6 +146,16 @@ def test_one_space_after_colon_is_removed_no_more() -> None:
 
 def test_data_lines_joined_with_newline() -> None:
     assert pairs(decode(b"data: a\ndata:\ndata: c\n\n")) == [("message", "a\n\nc")]
+
+
+def test_each_event_of_several_data_lines_has_only_its_own_lines() -> None:
+    stream = b"data: a\ndata: b\n\ndata: c\ndata: d\n\n"
+    assert decode(stream) == [Event("a\nb"), Event("c\nd")]
+
+
+def test_fields_in_any_order_and_with_comments_between() -> None:
+    stream = b"data: a\n: note\nevent: t\nid: 3\n\nevent:u\ndata:b\n\n"
+    assert decode(stream) == [Event("a", "t", "3", "3"), Event("b", "u", "3", None)]
 
 
 def test_field_without_colon_has_empty_value() -> None:
@@ -243,6 +274,48 @@ def test_id_of_unfinished_block_is_not_committed_at_close() -> None:
     decoder.feed(b"id: 1\ndata: a\n\nid: 2\ndata: b\n")
     decoder.close()
     assert decoder.last_event_id == "1"
+
+
+@pytest.mark.parametrize("started", [b"data: a\n", b"event: x\n", b"id: 1\n", b"data: a"])
+def test_close_ends_the_event_in_progress(started: bytes) -> None:
+    decoder = Decoder()
+    decoder.feed(started)
+    assert decoder.in_event
+    decoder.close()
+    assert (decoder.in_event, decoder.pending_bytes) == (False, 0)
+
+
+@pytest.mark.parametrize(
+    "started, expected",
+    [
+        (b"data: a\n", Event("a\nb")),
+        (b"event: t\n", Event("b", "t")),
+        (b"id: 7\n", Event("b", "message", "7", "7")),
+    ],
+)
+def test_an_event_begun_in_one_chunk_is_continued_by_the_next(
+    started: bytes, expected: Event
+) -> None:
+    decoder = Decoder()
+    assert decoder.feed(started) == []
+    assert decoder.feed(b"data: b\n\n") == [expected]
+
+
+def test_an_id_set_by_a_continued_event_carries_on() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"data: a\n") == []
+    assert decoder.feed(b"id: 9\n\ndata: b\n\n") == [
+        Event("a", "message", "9", "9"),
+        Event("b", "message", "9", None),
+    ]
+    assert decoder.feed(b"data: c\n\n") == [Event("c", "message", "9", None)]
+
+
+def test_an_id_carries_on_from_one_chunk_to_the_next() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"id: 5\ndata: a\n\n") == [Event("a", "message", "5", "5")]
+    assert decoder.feed(b"data: b\n\n") == [Event("b", "message", "5", None)]
+    assert decoder.last_event_id == "5"
 
 
 def test_feed_after_close_is_an_error() -> None:
@@ -501,6 +574,13 @@ def test_an_event_exactly_at_the_limit_passes(bytewise: bool) -> None:
 
 
 @pytest.mark.parametrize("bytewise", [False, True])
+def test_an_event_at_the_limit_after_others_in_its_chunk_passes(bytewise: bool) -> None:
+    stream = b"data: ok\n\n" + BLOCK + b"\n"
+    cuts = list(range(len(stream))) if bytewise else []
+    assert outcome(stream, cuts, len(BLOCK)) == ([Event("ok"), Event("x" * 9)], False)
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
 def test_one_byte_over_the_limit_raises(bytewise: bool) -> None:
     stream = b"data: ok\n\n" + BLOCK + b"\n"
     cuts = list(range(len(stream))) if bytewise else []
@@ -531,6 +611,53 @@ def test_the_size_restarts_after_a_split_line_completes() -> None:
         events += decoder.feed(b"data: 0123456")
         events += decoder.feed(b"789\n\n")
     assert len(events) == 1000 and decoder.pending_bytes == 0
+
+
+@pytest.mark.parametrize("cuts", [[], [9], [10], [2, 10], [2, 9], [7, 9]])
+def test_bytes_after_the_last_line_end_of_a_chunk_count_once(cuts: list[int]) -> None:
+    stream = b"data: a\nxyz\n\n"  # a block of 12 bytes: "data: a" LF "xyz" LF
+    assert outcome(stream, cuts, 12) == ([Event("a")], False)
+    assert outcome(stream, cuts, 11) == ([], True)
+
+
+@pytest.mark.parametrize("cut", [8, 9, 10])
+def test_a_line_cut_just_after_a_line_end_loses_no_byte(cut: int) -> None:
+    stream = b"data: a\ndata: b\n\n"
+    assert outcome(stream, [cut], 100) == ([Event("a\nb")], False)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        b"",
+        b"\n",
+        b"\n\n",
+        b"data: p\n\n",
+        b"\n\ndata: p\n\n",
+        b": c\n\n\n",
+        # Chunks longer than the limit, whose blocks each fit.
+        b"data: p\n\ndata: q\n\n",
+        b": " + b"c" * 17 + b"\n\n",
+    ],
+)
+def test_only_the_open_block_counts_whatever_ended_before_it(before: bytes) -> None:
+    decoder = Decoder(max_event_bytes=20)
+    decoder.feed(before + b"data: a\n")  # the open block: 8 bytes
+    assert decoder.feed(b"x" * 12) == []  # 20: at the limit
+    with pytest.raises(EventTooLarge) as info:
+        decoder.feed(b"x")
+    assert info.value.size == 21
+
+
+@pytest.mark.parametrize("limit, size", [(20, 25), (25, 42), (42, 59)])
+def test_the_error_gives_the_block_size_through_the_line_that_went_over(
+    limit: int, size: int
+) -> None:
+    # Lines of 17, 8 and 17 bytes, then 17 again: the block grows 17, 25, 42, 59.
+    long, short = b"data: 0123456789\n", b"data: b\n"
+    with pytest.raises(EventTooLarge) as info:
+        Decoder(max_event_bytes=limit).feed(b"data: a\n\n" + long + short + long + long + b"\n")
+    assert (info.value.size, info.value.events) == (size, [Event("a")])
 
 
 def test_an_oversized_partial_line_keeps_the_events_of_its_chunk() -> None:
@@ -600,3 +727,29 @@ _lens_block = st.one_of(
 def test_the_usual_lens_frame_decodes_as_the_per_line_rules_say(blocks: list[str]) -> None:
     stream = "".join(blocks).encode()
     assert feed_all([stream]) == feed_all([stream[i : i + 1] for i in range(len(stream))])
+
+
+# --- the documented constants, at their edges ---------------------------------------------------
+
+
+def test_the_default_limit_is_16_mib() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"x" * (16 * 2**20)) == []  # an unfinished line exactly at the limit
+    with pytest.raises(EventTooLarge) as info:
+        decoder.feed(b"x")
+    assert (info.value.limit, info.value.size) == (16 * 2**20, 16 * 2**20 + 1)
+
+
+def test_the_smallest_limit_is_one_byte() -> None:
+    decoder = Decoder(max_event_bytes=1)
+    assert decoder.feed(b"\n\n") == []  # blank lines end empty blocks: nothing to dispatch
+    with pytest.raises(EventTooLarge):
+        decoder.feed(b"d\n")
+
+
+def test_a_retry_saturates_at_about_31_years() -> None:
+    decoder = Decoder()
+    decoder.feed(b"retry: 999999999999\n\n")  # 12 digits: kept as it is
+    assert decoder.retry == 999_999_999_999
+    decoder.feed(b"retry: 1000000000001\n\n")
+    assert decoder.retry == 10**12 == RETRY_MAX_MS

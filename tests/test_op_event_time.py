@@ -6,6 +6,7 @@ Pure parts run item by item (no scheduler at all); the law runs a recording thro
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex import operators as ops
 from reactivex.subject import Subject
-from reactivex.testing import TestScheduler
+from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxlens.events import Heartbeat, InferenceResult
 from rxlens.operators import (
@@ -33,7 +34,7 @@ from rxlens.operators import (
     rising_edge,
     window_results,
 )
-from rxlens.operators._event_time import EventTimeWindows, sensor_time
+from rxlens.operators._event_time import EventTimeWindows, received_time, sensor_time
 from rxlens.recording import encode_record, replay
 
 
@@ -118,6 +119,49 @@ def test_sliding_event_time_windows() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "t, seconds, slide",
+    # Where (t - seconds) / slide rounds off an integer, so the first window needs a correction.
+    # Near the epoch the first window has a negative index.
+    [
+        (0.7, 0.3, 0.1),
+        (0.9, 0.3, 0.1),
+        (1.8, 0.1, 0.1),
+        (2.0, 0.1, 0.1),
+        (0.5, 1.0, 0.5),
+        (0.2, 1.0, 0.5),
+        (0.1, 0.4, 0.1),
+    ],
+)
+def test_an_item_is_in_exactly_the_windows_whose_bounds_hold_it(
+    t: float, seconds: float, slide: float
+) -> None:
+    windows = run([Item("a", t)], window_results(seconds=seconds, slide=slide, time=t_of))
+    expected = [k * slide for k in range(-50, 50) if k * slide <= t < k * slide + seconds]
+    assert [w.start for w in windows] == expected
+    assert all(len(w) == 1 for w in windows)
+
+
+def test_an_item_at_the_end_of_a_window_before_the_epoch_is_not_in_it() -> None:
+    # [-0.25, 0.15) ends at 0.15 (the float sum is 0.15000000000000002): the item is not in it.
+    windows = run([Item("a", 0.15)], window_results(seconds=0.4, slide=0.25, time=t_of))
+    assert [(w.start, w.end) for w in windows] == [(0.0, 0.4)]
+
+
+def test_a_machine_without_items_flushes_nothing() -> None:
+    assert EventTimeWindows(1.0, None, 0.0).flush() == []
+    assert run([], window_results(seconds=1, time=t_of)) == []
+
+
+def test_a_window_is_a_read_only_sequence_of_its_results() -> None:
+    window = Window(results=("a", "b", "c"), start=0.0, end=1.0, late_results=("z",))
+    assert (window[0], window[-1], window[1:]) == ("a", "c", ("b", "c"))
+    assert list(window) == ["a", "b", "c"] and len(window) == 3
+    assert "late_results" not in repr(window) and "'a'" in repr(window)
+    assert (Window().late, Window().late_results, Window().session_id) == (0, (), None)
+    assert Windowed("v") == Windowed("v", None, None, None, 0, 0)
+
+
 def test_items_without_a_time_take_the_latest_time_seen() -> None:
     items = [Item("x", None), Item("a", 1), Item("y", None), Item("b", 4)]
     windows = run(items, window_results(seconds=3, time=t_of))
@@ -174,6 +218,70 @@ def test_bad_event_time_arguments_raise(kwargs: dict[str, Any]) -> None:
         window_results(**kwargs)
 
 
+def test_event_time_windows_forward_a_source_error_and_drop_the_open_windows() -> None:
+    scheduler = TestScheduler()
+    error = ValueError("source failed")
+    source = scheduler.create_hot_observable(
+        ReactiveTest.on_next(210, Item("a", 1)),
+        ReactiveTest.on_next(220, Item("b", 4)),  # closes [0, 3); [3, 6) stays open
+        ReactiveTest.on_error(230, error),
+    )
+    observer = scheduler.start(lambda: source.pipe(window_results(seconds=3, time=t_of)))
+    assert [(m.time, m.value.kind) for m in observer.messages] == [(220, "N"), (230, "E")]
+    assert shape([observer.messages[0].value.value]) == [(0.0, 3.0, ["a"], 0)]
+    assert observer.messages[1].value.exception is error
+
+
+def test_event_time_windows_flush_then_complete() -> None:
+    scheduler = TestScheduler()
+    source = scheduler.create_hot_observable(
+        ReactiveTest.on_next(210, Item("a", 1)),
+        ReactiveTest.on_completed(230),
+    )
+    observer = scheduler.start(lambda: source.pipe(window_results(seconds=3, time=t_of)))
+    assert [(m.time, m.value.kind) for m in observer.messages] == [(230, "N"), (230, "C")]
+
+
+def test_the_time_function_is_not_called_again_after_it_failed() -> None:
+    # A source that emits as it is subscribed goes on after the error: the subscription to
+    # dispose does not exist yet.
+    calls: list[str] = []
+
+    def fails_on_b(item: Item) -> float | None:
+        calls.append(item.name)
+        if item.name == "b":
+            raise KeyError("no time")
+        return item.t
+
+    errors: list[Exception] = []
+    completed: list[bool] = []
+    def emit(observer: Any, _: Any = None) -> Any:
+        for item in (Item("a", 1), Item("b", 2), Item("c", 9)):
+            observer.on_next(item)
+        observer.on_completed()
+
+    reactivex.create(emit).pipe(window_results(seconds=3, time=fails_on_b)).subscribe(
+        on_error=errors.append, on_completed=lambda: completed.append(True)
+    )
+    assert calls == ["a", "b"]
+    assert [type(e) for e in errors] == [KeyError] and completed == []
+
+
+def test_disposing_event_time_windows_unsubscribes_from_the_source() -> None:
+    subject: Subject[Item] = Subject()
+    calls: list[str] = []
+
+    def timed(item: Item) -> float | None:
+        calls.append(item.name)
+        return item.t
+
+    subscription = subject.pipe(window_results(seconds=3, time=timed)).subscribe()
+    subject.on_next(Item("a", 1))
+    subscription.dispose()
+    subject.on_next(Item("b", 2))
+    assert calls == ["a"] and subject.observers == []
+
+
 def test_without_time_windows_are_still_plain_lists() -> None:
     assert run(["a", "b", "c"], window_results(count=2)) == [["a", "b"], ["c"]]
 
@@ -225,6 +333,57 @@ def test_counts_and_means_keep_the_window_context() -> None:
     assert [(m.value, m.session_id) for m in means] == [({"A": 4.0, "B": 2.0}, None)]
     # Plain lists still give plain values.
     assert run([["A", "A", "B"]], majority_vote()) == ["A"]
+
+
+@dataclass(frozen=True)
+class Stamped:
+    query_timestamp: Any = None
+    sensor_timestamp: Any = None
+    received_at: Any = None
+
+
+@pytest.mark.parametrize(
+    "stamped, expected",
+    [
+        (Stamped(query_timestamp=100), 100.0),
+        (Stamped(query_timestamp=True, sensor_timestamp=7), 7.0),  # a bool is no time
+        (Stamped(query_timestamp=math.nan, sensor_timestamp=7), 7.0),
+        (Stamped(query_timestamp=10**400, sensor_timestamp=7), 7.0),  # past any float
+        (Stamped(sensor_timestamp=10**400), None),
+        (Stamped(sensor_timestamp="90"), 90.0),
+        (Stamped(sensor_timestamp=" 01:30 "), 90.0),
+        (Stamped(sensor_timestamp="1:00:00"), 3600.0),
+        (Stamped(sensor_timestamp="1:00:00:00"), None),
+        (Stamped(sensor_timestamp=""), None),
+        (Stamped(sensor_timestamp="soon"), None),
+        (Stamped(sensor_timestamp="inf:00"), None),
+        (Stamped(), None),
+    ],
+)
+def test_sensor_time_takes_only_finite_numbers_and_clock_positions(
+    stamped: Stamped, expected: float | None
+) -> None:
+    value = sensor_time(stamped)
+    assert value == expected
+    assert value is None or type(value) is float
+
+
+def test_received_time_is_a_float_or_none() -> None:
+    assert [received_time(Stamped(received_at=v)) for v in (5, 2.5, "5", None)] == [
+        5.0,
+        2.5,
+        None,
+        None,
+    ]
+    assert type(received_time(Stamped(received_at=5))) is float
+
+
+def test_sensor_and_received_times_give_their_own_windows() -> None:
+    result = InferenceResult(["A"], query_metadata={"query_timestamp": 100.5}, received_at=7.2)
+    by_sensor = run([result], window_results(seconds=1, time="sensor"))
+    by_received = run([result], window_results(seconds=1, time="received"))
+    assert [(w.start, w.end) for w in by_sensor] == [(100.0, 101.0)]
+    assert [(w.start, w.end) for w in by_received] == [(7.0, 8.0)]
 
 
 def test_sensor_time_reads_query_timestamp_then_sensor_timestamp() -> None:

@@ -69,7 +69,10 @@ def time_of(spec: TimeSpec) -> Callable[[Any], float | None]:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int past any float (JSON allows any number of digits)
+        return None
     return value if math.isfinite(value) else None
 
 
