@@ -114,15 +114,15 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
     vendor = _get(data, "vendor-sdk", "throughput", "ratio_to_limit")
     add(
         "typed pipeline throughput",
-        ">= 0.5x limit",
+        ">= 0.7x limit",
         f"{typed}x (vendor SDK {vendor}x)" if typed is not None else None,
-        None if typed is None else typed >= 0.5,
+        None if typed is None else typed >= 0.7,
     )
     add(
         "raw frames throughput",
-        ">= 0.85x limit",
+        ">= 1.0x limit",
         f"{raw}x" if raw is not None else None,
-        None if raw is None else raw >= 0.85,
+        None if raw is None else raw >= 1.0,
     )
     p99 = worst([_get(data, k, "latency", "p99_ms") for k in ("rxlens-typed", "rxlens-raw")])
     limit_p99 = _get(data, "limit", "latency", "p99_ms")
