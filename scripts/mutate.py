@@ -300,6 +300,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             _GENERAL + " (a block starting with LF has no id/event line)"
         ),
         'if block[:6] == "data: ": | 6 -> 7': _GENERAL,
+        'if block[:4] == "id: " and block.find("\\n") == nl: | 4 -> 5': (
+            _GENERAL + " (the head-line shortcut for `id: x` never fires; the loop after it reads "
+            "the same id)"
+        ),
         'elif block[nl + 1 : nl + 7] == "data: ": | 1 -> 2': _GENERAL,
         'elif block[nl + 1 : nl + 7] == "data: ": | Add -> Sub in `nl + 1`': _GENERAL,
         'elif block[nl + 1 : nl + 7] == "data: ": | 7 -> 8': _GENERAL,

@@ -753,3 +753,10 @@ def test_a_retry_saturates_at_about_31_years() -> None:
     assert decoder.retry == 999_999_999_999
     decoder.feed(b"retry: 1000000000001\n\n")
     assert decoder.retry == 10**12 == RETRY_MAX_MS
+
+
+def test_an_event_type_does_not_carry_over_to_the_next_block() -> None:
+    # The second block has two head lines and no event: line: its type is "message", not the
+    # type the block before it named.
+    events, _, _ = feed_all([b"event: a\ndata: x\n\nid: 1\nid: 2\ndata: y\n\n"])
+    assert [(e.type, e.data, e.id) for e in events] == [("a", "x", None), ("message", "y", "2")]
