@@ -459,6 +459,45 @@ def test_a_stream_silent_after_its_head_is_a_read_timeout() -> None:
         loop.close()
 
 
+def test_read_timeouts_of_a_loop_follow_the_shortest_and_spare_streams_that_move() -> None:
+    # Every stream of a loop is watched by one timer whose period is a quarter of the
+    # shortest read timeout: a stream with a short timeout opened after one with a long
+    # timeout is still caught on time, and a stream whose bytes keep coming is never failed.
+    from sse_server import Handler, ScriptedServer, sse
+
+    from rxlens.errors import ReadTimeout
+
+    stop = threading.Event()
+
+    def trickle(h: Handler) -> None:
+        h.start_sse()
+        n = 0
+        while not stop.is_set():
+            n += 1
+            h.write(b"id: %d\ndata: t\n\n" % n)
+            time.sleep(0.05)
+        h.end()
+
+    with ScriptedServer() as srv:
+        srv.add(trickle, sse(b"id: 1\ndata: a\n\n", then="hold"))
+        loop = IOLoop()
+        long_sink, long_sub = subscribe(AsyncSSESource(srv.url, io_loop=loop, timeout=(5.0, 30.0)))
+        long_sink.wait_items(1)
+        started = time.monotonic()
+        short_sink, _ = subscribe(AsyncSSESource(srv.url, io_loop=loop, timeout=(5.0, 0.3)))
+        short_sink.wait(10)
+        took = time.monotonic() - started
+        assert isinstance(short_sink.error, ReadTimeout), repr(short_sink.error)
+        assert took < 3.0, took  # not the long stream's 7.5 s period
+        time.sleep(0.5)  # more sweeps at the short period while the long stream moves
+        assert long_sink.error is None and not long_sink.completed
+        before = len(long_sink.items)
+        eventually(lambda: len(long_sink.items) > before)
+        long_sub.dispose()
+        stop.set()
+        loop.close()
+
+
 def test_a_server_that_never_answers_is_a_read_timeout() -> None:
     from sse_server import Handler, ScriptedServer
 

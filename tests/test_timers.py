@@ -113,3 +113,71 @@ def test_dispose_after_firing_is_harmless() -> None:
     handle.dispose()
     wait_until(lambda: not timers.running)
     assert timers.pending == 0
+
+
+def test_a_fired_timer_set_again_fires_again_with_its_action_and_state() -> None:
+    timers = SharedTimers()
+    fired: list[Any] = []
+    done = threading.Event()
+
+    def action(_s: Any, state: Any) -> None:
+        fired.append(state)
+        if len(fired) == 3:
+            done.set()
+        else:
+            timers.reschedule(timer, 0.01)  # from inside its own action, as a heartbeat does
+
+    timer = timers.schedule_relative(0.01, action, "s")
+    assert done.wait(5)
+    assert fired == ["s", "s", "s"]
+    wait_until(lambda: not timers.running)
+    assert timers.pending == 0
+
+
+def test_a_pending_timer_set_again_fires_once_at_the_new_time() -> None:
+    timers = SharedTimers()
+    fired: list[float] = []
+    started = time.monotonic()
+    timer = timers.schedule_relative(0.02, lambda _s, _st: fired.append(time.monotonic()))
+    timers.reschedule(timer, 0.3)
+    assert timers.pending == 1
+    wait_until(lambda: bool(fired))
+    wait_until(lambda: not timers.running)
+    assert len(fired) == 1
+    assert fired[0] - started >= 0.3  # the earlier time no longer counts
+
+
+def test_a_disposed_timer_stays_disposed_when_set_again() -> None:
+    timers = SharedTimers()
+    fired: list[str] = []
+    timer = timers.schedule_relative(30, lambda _s, _st: fired.append("x"))
+    timer.dispose()
+    timers.reschedule(timer, 0.01)
+    assert timers.pending == 0
+    wait_until(lambda: not timers.running)
+    time.sleep(0.05)
+    assert fired == []
+
+
+def test_a_timer_of_another_scheduler_is_refused() -> None:
+    mine, other = SharedTimers(), SharedTimers()
+    timer = other.schedule_relative(30, lambda _s, _st: None)
+    with pytest.raises(ValueError, match="another scheduler"):
+        mine.reschedule(timer, 1)
+    timer.dispose()
+
+
+def test_a_timer_set_again_makes_no_object_for_the_collector() -> None:
+    # Why it matters: at 10,000 sessions each heartbeat timer lives for its whole silence
+    # period, long enough to reach the collector's oldest generation (see SharedTimer).
+    import gc
+
+    timers = SharedTimers()
+    timer = timers.schedule_relative(30, lambda _s, _st: None)
+    gc.collect()
+    before = len(gc.get_objects())
+    for _ in range(1000):
+        timers.reschedule(timer, 30)
+    gc.collect()  # the heap's (due, order) pairs hold only numbers: untracked
+    assert len(gc.get_objects()) - before < 50
+    timer.dispose()

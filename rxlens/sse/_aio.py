@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
@@ -91,6 +91,7 @@ class IOLoop:
         self._thread: threading.Thread | None = None
         self._session: aiohttp.ClientSession | None = None
         self._gate: asyncio.Semaphore | None = None
+        self._watches: _ReadWatches | None = None
 
     def __repr__(self) -> str:
         return f"IOLoop(connections={self._users}, running={self._thread is not None})"
@@ -123,6 +124,7 @@ class IOLoop:
                 return
             loop, self._loop, self._thread = self._loop, None, None
             session, self._session, self._gate = self._session, None, None
+            self._watches = None
         loop.call_soon_threadsafe(lambda: loop.create_task(_shut_down(loop, session)))
 
     def close(self, timeout: float = 5.0) -> None:
@@ -131,7 +133,7 @@ class IOLoop:
             loop, thread = self._loop, self._thread
             session = self._session
             self._loop, self._thread, self._session, self._users = None, None, None, 0
-            self._gate = None
+            self._gate, self._watches = None, None
         if loop is None or thread is None:
             return
         try:
@@ -152,6 +154,13 @@ class IOLoop:
             )
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self._session
+
+    def read_watches(self) -> _ReadWatches:
+        """The read timeouts of the loop's streams (called on the loop thread)."""
+        loop = asyncio.get_running_loop()
+        if self._watches is None or self._watches.loop is not loop:
+            self._watches = _ReadWatches(loop)
+        return self._watches
 
     def gate(self) -> asyncio.Semaphore:
         """The turn to open a connection (called on the loop thread; see the class docstring)."""
@@ -185,77 +194,119 @@ async def _shut_down(
 class _ReadWatch:
     """The read timeout of one open stream: no byte for ``seconds`` fails its pending read.
 
-    One timer per connection that looks at the byte count every quarter of ``seconds`` (so a
-    silence is caught within 1.25 times ``seconds``), instead of a timer made and cancelled
-    per chunk. The failure is an :class:`asyncio.TimeoutError` raised by the read, as
-    aiohttp's own read timeout does.
+    The failure is an :class:`asyncio.TimeoutError` raised by the read, as aiohttp's own read
+    timeout does. Checked by the loop's :class:`_ReadWatches`.
     """
 
-    __slots__ = ("content", "handle", "last", "quiet_since", "seconds")
+    __slots__ = ("content", "last", "owner", "quiet_since", "seconds")
 
-    def __init__(self, content: Any, seconds: float) -> None:
+    def __init__(self, owner: _ReadWatches, content: Any, seconds: float) -> None:
+        self.owner = owner
         self.content = content
         self.seconds = seconds
         self.last = content.total_bytes
         self.quiet_since = time.monotonic()
-        self.handle = asyncio.get_running_loop().call_later(seconds / 4, self._check)
 
-    def _check(self) -> None:
-        now = time.monotonic()
+    def expired(self, now: float) -> bool:
+        """Whether the stream has been silent for ``seconds`` (then its read fails)."""
         seen = self.content.total_bytes
         if seen != self.last:
             self.last, self.quiet_since = seen, now
-        elif now - self.quiet_since >= self.seconds:
+            return False
+        if now - self.quiet_since >= self.seconds:
             self.content.set_exception(asyncio.TimeoutError())
-            return
-        self.handle = asyncio.get_running_loop().call_later(self.seconds / 4, self._check)
+            return True
+        return False
 
     def cancel(self) -> None:
-        self.handle.cancel()
+        self.owner.remove(self)
 
 
-#: The most one read of a stream's body hands to the decoder (see _Draining).
+class _ReadWatches:
+    """The read timeouts of one loop's open streams, all checked by one timer.
+
+    Every quarter of the shortest timeout among them, one pass looks at each stream's byte
+    count, so a silence is caught within 1.25 times its ``seconds``. Why not aiohttp's
+    ``sock_read``: it makes and cancels a timer per chunk (a fifth of the I/O thread's time at
+    2,000 sessions, measured). Why not a timer per stream, re-armed every quarter timeout: at
+    10,000 streams, each re-arm left a timer handle, a context and a bound method alive for
+    the quarter, long enough to reach the collector's oldest generation, and its full passes
+    stalled every stream of the loop in proportion (see rxlens._timers._Entry). One pass over
+    10,000 streams takes a few ms of the loop, once per quarter timeout (15 s by default).
+    """
+
+    __slots__ = ("handle", "loop", "period", "watches")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.watches: dict[_ReadWatch, None] = {}
+        self.handle: asyncio.TimerHandle | None = None
+        self.period = 0.0
+
+    def watch(self, content: Any, seconds: float) -> _ReadWatch:
+        """Watch ``content`` (an aiohttp body) from now on (called on the loop thread)."""
+        watch = _ReadWatch(self, content, seconds)
+        self.watches[watch] = None
+        period = seconds / 4
+        if self.handle is None or period < self.period:
+            if self.handle is not None:
+                self.handle.cancel()
+            self.period = period
+            self.handle = self.loop.call_later(period, self.sweep)
+        return watch
+
+    def remove(self, watch: _ReadWatch) -> None:
+        self.watches.pop(watch, None)
+        if not self.watches and self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def sweep(self) -> None:
+        self.handle = None
+        now = time.monotonic()
+        watches = self.watches
+        period = float("inf")
+        for watch in list(watches):
+            if watch.expired(now):
+                del watches[watch]
+            elif watch.seconds < period:
+                period = watch.seconds
+        if watches:
+            self.period = period / 4
+            self.handle = self.loop.call_later(self.period, self.sweep)
+
+
+#: The most one read of a stream's body hands to the decoder. aiohttp's ``readany`` hands out
+#: the whole buffer, which grows to hundreds of KB while the loop is busy elsewhere, and the
+#: decoder copies a chunk a few times (measured: 480 KB chunks took a stream of 64 KiB ids to
+#: a 2.6 MB peak, over the hostile-input suite's 2 MiB bound).
 _READ_BYTES = 64 * 1024
 
 
-class _Draining:
-    """A response body whose reads hand out what arrived before a failure, then the failure.
+async def _read(reader: Any) -> bytes:
+    """The next chunk of a response body; what arrived before a failure, then the failure.
 
-    aiohttp's ``readany`` raises a failure of the connection (a cut mid-body, the read
-    timeout) as soon as it is set, even with bytes already received and buffered: the events
-    in those bytes were lost and the cursor stayed behind them, so a reconnect asked for them
-    with an older ``Last-Event-ID`` or none at all (found by the chaos suite run with
+    aiohttp's reads raise a failure of the connection (a cut mid-body, the read timeout) as
+    soon as it is set, even with bytes already received and buffered: the events in those
+    bytes were lost and the cursor stayed behind them, so a reconnect asked for them with an
+    older ``Last-Event-ID`` or none at all (found by the chaos suite run with
     ``io="asyncio"``). The threaded source delivers every byte read before a cut; so does this.
-
-    Each read hands out at most :data:`_READ_BYTES`: ``readany`` hands out the whole buffer,
-    which grows to hundreds of KB while the loop is busy elsewhere, and the decoder copies a
-    chunk a few times (measured: 480 KB chunks took a stream of 64 KiB ids to a 2.6 MB peak,
-    over the hostile-input suite's 2 MiB bound). Everything else is the reader's.
+    A coroutine of its own only on that path: a read waits in aiohttp's ``read`` directly, one
+    coroutine fewer per waiting stream for the collector to walk (see ``_ReadWatches``).
     """
-
-    __slots__ = ("reader",)
-
-    def __init__(self, reader: Any) -> None:
-        self.reader = reader
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.reader, name)  # aiohttp's own uses of the body, unchanged
-
-    async def readany(self) -> bytes:
-        reader = self.reader
-        failure = reader.exception()
-        if failure is not None:
-            # aiohttp has no public read of the buffer once a failure is set: lift the failure
-            # for one non-blocking read, then put it back.
-            reader._exception = None
-            try:
-                data: bytes = reader.read_nowait(_READ_BYTES)
-            finally:
-                reader._exception = failure
-            if data:
-                return data
-        chunk: bytes = await reader.read(_READ_BYTES)  # what is there, up to the bound
-        return chunk
+    failure = reader.exception()
+    if failure is not None:
+        # aiohttp has no public read of the buffer once a failure is set: lift the failure
+        # for one non-blocking read, then put it back.
+        reader._exception = None
+        try:
+            data: bytes = reader.read_nowait(_READ_BYTES)
+        finally:
+            reader._exception = failure
+        if data:
+            return data
+    chunk: bytes = await reader.read(_READ_BYTES)  # what is there, up to the bound
+    return chunk
 
 
 #: The loop of sources made without one (``AsyncSSESource(url)`` on its own), made with the
@@ -502,8 +553,7 @@ class AsyncSSESource(Observable[Event]):
             self._state(sub, "open", headers=dict(response.headers))
             if isinstance(sub.observer, FrameObserver):
                 sub.observer.on_open()
-            watch = _ReadWatch(response.content, self.timeouts[1])
-            response.content = cast(Any, _Draining(response.content))
+            watch = self.io_loop.read_watches().watch(response.content, self.timeouts[1])
             try:
                 return await self._pump(sub, response, headers)
             finally:
@@ -547,7 +597,10 @@ class AsyncSSESource(Observable[Event]):
         failure: Exception | None = None
         try:
             while True:
-                chunk = await content.readany()
+                if content.exception() is None:
+                    chunk = await content.read(_READ_BYTES)  # as _read(content), inline
+                else:
+                    chunk = await _read(content)
                 if not chunk:
                     break
                 ended = deliver(self, sub, decoder, chunk)

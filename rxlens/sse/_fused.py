@@ -20,13 +20,13 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
-from reactivex import Observable, abc
+from reactivex import Observable, abc, typing
 from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentDisposable
 from reactivex.scheduler import TimeoutScheduler, VirtualTimeScheduler
 
-from rxlens._timers import SharedTimers, off_timer_thread, shared_timers
+from rxlens._timers import SharedTimer, SharedTimers, off_timer_thread, shared_timers
 from rxlens.errors import (
     EventIdTooLong,
     HeartbeatTimeout,
@@ -149,7 +149,15 @@ class _Link(FrameObserver):
     """One connection of a subscription: what ``heartbeat_timeout`` keeps per connection."""
 
     __slots__ = (
-        "disposed", "generation", "last", "run", "stopped", "subscription", "timer", "waiting"
+        "disposed",
+        "generation",
+        "last",
+        "run",
+        "shared_timer",
+        "stopped",
+        "subscription",
+        "timer",
+        "waiting",
     )
 
     def __init__(self, run: _Run[Any], generation: int, last: float) -> None:
@@ -163,6 +171,8 @@ class _Link(FrameObserver):
         # sessions on one I/O thread) is no silence of the server, so the heartbeat waits.
         self.waiting = False
         self.timer = SerialDisposable()
+        #: The heartbeat's timer on the shared timers, set again after each silence period.
+        self.shared_timer: SharedTimer | None = None
         self.subscription = SingleAssignmentDisposable()
 
     def dispose(self) -> None:
@@ -264,6 +274,7 @@ class _Run(Generic[_T]):
             else time.monotonic
         )
         self.shared = isinstance(hsched, SharedTimers)
+        self.fire_action: typing.ScheduledAction[_Link] = self._fire_action  # bound once
         # One re-entrant lock for the heartbeat's and resume's (always taken in that order).
         self.lock = threading.RLock()
         self.state = _State()
@@ -429,9 +440,23 @@ class _Run(Generic[_T]):
     # -- heartbeat_timeout ----------------------------------------------------------------------
 
     def arm(self, link: _Link, delay: float) -> None:
-        link.timer.disposable = self.hsched.schedule_relative(
-            delay, lambda _s, _st: self.fire(link)
-        )
+        # On the shared timers, a connection's timer is made once and set again after each
+        # silence period: nothing is made per re-arm (see rxlens._timers.SharedTimer for why
+        # the objects per timer count at 10,000 sessions). The action is made once per
+        # subscription and the link is its state. Disposing ``link.timer`` cancels the timer
+        # for good, so a later reschedule does nothing.
+        timer = link.shared_timer
+        if timer is not None:
+            cast(SharedTimers, self.hsched).reschedule(timer, delay)
+            return
+        made = self.hsched.schedule_relative(delay, self.fire_action, link)
+        if self.shared:
+            link.shared_timer = cast(SharedTimer, made)
+        link.timer.disposable = made
+
+    def _fire_action(self, _scheduler: abc.SchedulerBase, link: _Link | None) -> None:
+        assert link is not None  # arm() always passes it
+        self.fire(link)
 
     def fire(self, link: _Link) -> None:
         # On the shared timer thread, fire must not wait for the lock (a slow on_next holds
