@@ -180,11 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         if "fanin" in config:
             machine["load_before_fanin"] = report.load()
             params, who = config["fanin"]
-            for key in [k for k in who if k in available]:
-                fanin[key] = run_fanin(server, key, params)
+            # The one-thread design's ladder first: the thread-per-session ladders end with
+            # thousands of threads (a process killed at its budget, the load average in the
+            # hundreds afterwards, measured), which would be charged to whatever runs next.
             for key, ladder in ladders.items():
                 if key in available:
                     fanin[key] = run_fanin(server, key, ladder)
+            for key in [k for k in who if k in available]:
+                fanin[key] = run_fanin(server, key, params)
     finally:
         stop_server(proc)
     machine["load_after"] = report.load()
@@ -220,13 +223,51 @@ def run_fanin(server: Server, key: str, params: dict[str, Any]) -> list[dict[str
     for level in levels + beyond:
         if level in beyond and rows and not rows[-1].get("held"):
             break
+        settled = settle()
         _say(f"fan-in {key} x{level}")
         run = {"sessions": level, "window": params["window"]}
         budget = 120 + level / 10 + params["window"]
         (result,) = run_child(server, key, [("fanin", run)], budget)
         result.setdefault("sessions", level)
+        result.update(settled)
         rows.append(result)
     return rows
+
+
+def settle(idle: float = 0.85, longest: float = 60.0) -> dict[str, Any]:
+    """Wait until the machine is quiet: a second in which the CPUs were ``idle`` idle.
+
+    A fan-in level measures delivery lag, which whatever else runs adds to: the previous
+    level's process and its sockets winding down, or the server's. Waits at most ``longest``
+    seconds; returns how long it waited and the idle share of the last second, for the record.
+    """
+    started = time.monotonic()
+    share = _idle_share(1.0)
+    while share is not None and share < idle and time.monotonic() - started < longest:
+        share = _idle_share(1.0)
+    return {
+        "settled_s": round(time.monotonic() - started, 1),
+        "idle_before": None if share is None else round(share, 2),
+    }
+
+
+def _idle_share(seconds: float) -> float | None:
+    """The share of CPU time spent idle over the next ``seconds`` (None: no /proc/stat)."""
+
+    def sample() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, all
+
+    first = sample()
+    time.sleep(seconds)
+    second = sample()
+    if first is None or second is None or second[1] == first[1]:
+        return None
+    return (second[0] - first[0]) / (second[1] - first[1])
 
 
 def _budget(measure: str, params: dict[str, Any]) -> float:

@@ -286,7 +286,9 @@ def markdown(data: dict[str, Any]) -> str:
             "Fan-in, one event per second per session, in one process. The streams come from a "
             "lean loopback server (one asyncio thread, its own process), not the emulator; the "
             "process freezes its heap (`gc.freeze()`) once its sessions are open (see "
-            "benchmarks/fanin.py):",
+            "benchmarks/fanin.py). Each level starts once the CPUs were 85 % idle for a second "
+            "(waited at most 60 s; `settled_s` and `idle_before` in latest.json), the one-thread "
+            "design's ladder first:",
             "",
             "| contender | sessions | opened in s | CPU % (of one core) | threads | RSS MB "
             "| lag p50 / p99 ms | longest GC ms | delivered / sent | dup / gaps | held |",
