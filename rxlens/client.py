@@ -41,6 +41,7 @@ from rxlens.sse import (
     safe_url,
 )
 from rxlens.sse import report_state as report
+from rxlens.sse._closing import Closer
 
 if TYPE_CHECKING:
     from rxlens._rest import Lenses, Sessions
@@ -150,6 +151,8 @@ class LensClient:
             raise ConfigurationError(f'io must be "threads" or "asyncio", got {io!r}')
         self.io = io
         self._io_loop: IOLoop | None = None
+        # Every stream's open connections, ended by close() (see rxlens.sse._closing).
+        self._closer = Closer()
         self.__key = api_key if api_key is not None else os.environ.get(ENV_API_KEY) or None
         chosen = base_url or os.environ.get(ENV_ENDPOINT) or DEFAULT_BASE_URL
         self.base_url = chosen.rstrip("/")
@@ -201,11 +204,16 @@ class LensClient:
         return self.url(f"lens/sessions/consumer/{session_id}")
 
     def close(self) -> None:
-        """Close the HTTP session (open subscriptions end when disposed).
+        """End every stream of this client and close its HTTP session.
 
-        With ``io="asyncio"`` this also stops the I/O thread: its open connections end there
-        (closed, with no further signal to their subscribers).
+        Each open connection of :meth:`events`, :meth:`connect` and the mailbox channel is
+        closed, and its subscriber gets :class:`~rxlens.errors.ClientClosed` (not retryable:
+        ``resume`` ends too). A stream waiting to reconnect ends the same way at its next
+        attempt, without connecting; a stream subscribed after ``close()`` fails at once. With
+        ``io="asyncio"`` the I/O thread stops too (after telling its subscribers, on it).
+        Closing twice does nothing more.
         """
+        self._closer.close()
         self.http.close()
         if self._io_loop is not None:
             self._io_loop.close()
@@ -300,12 +308,12 @@ class LensClient:
     def _source(self, url: str, **options: Any) -> SSESource | AsyncSSESource:
         """The SSE source for ``url``, read as ``io`` says."""
         if self.io == "threads":
-            return SSESource(url, session=self.http, **options)
+            return SSESource(url, session=self.http, closer=self._closer, **options)
         from rxlens.sse import AsyncSSESource, IOLoop
 
         if self._io_loop is None:
             self._io_loop = IOLoop(verify=self.http.verify is not False)
-        return AsyncSSESource(url, io_loop=self._io_loop, **options)
+        return AsyncSSESource(url, io_loop=self._io_loop, closer=self._closer, **options)
 
     def events(
         self,
@@ -492,6 +500,7 @@ class LensClient:
             poll=poll,
             on_lost=on_lost,
             on_state=on_state,
+            closer=self._closer,
         )
 
     def _mailbox_events(

@@ -298,6 +298,14 @@ class HeartbeatTimeout(RxLensError, TimeoutError):
         )
 
 
+class ClientClosed(RxLensError):
+    """The :class:`rxlens.LensClient` that made the stream was closed (``close()``, or the end
+    of its ``with`` block). Not retryable: a closed client opens no connection."""
+
+    def __init__(self, what: str = "stream") -> None:
+        super().__init__(f"the LensClient was closed: the {what} ended and is not reopened")
+
+
 # --- the Lens API ----------------------------------------------------------------------------
 
 

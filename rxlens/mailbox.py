@@ -43,6 +43,7 @@ from reactivex.disposable import Disposable
 
 from rxlens.errors import (
     AuthenticationError,
+    ClientClosed,
     ConfigurationError,
     DecodeError,
     HTTPStatusError,
@@ -53,6 +54,7 @@ from rxlens.errors import (
     TransportError,
 )
 from rxlens.sse import ConnectionState, Event, StateCallback
+from rxlens.sse._closing import Closer
 
 log = logging.getLogger("rxlens.mailbox")
 
@@ -225,8 +227,11 @@ class MailboxSource(Observable[Event]):
         on_state: StateCallback | None = None,
         auth: Literal["header", "subprotocol"] = "header",
         open_timeout: float = 10.0,
+        closer: Closer | None = None,
     ) -> None:
         super().__init__()
+        #: The client's (see rxlens.sse._closing): its close() ends this source's connections.
+        self.closer = closer
         if on_lost not in ("warn", "replay"):
             raise ConfigurationError(f"on_lost is 'warn' or 'replay', got {on_lost!r}")
         if not endpoint.startswith(("ws://", "wss://")):
@@ -288,6 +293,18 @@ class MailboxSource(Observable[Event]):
     # --- one connection -------------------------------------------------------------------------
 
     def _run(self, observer: abc.ObserverBase[Event], stop: _Stop) -> None:
+        closer = self.closer
+        key = None if closer is None else closer.add(stop.close_by_client)
+        try:
+            if closer is not None and key is None:
+                observer.on_error(ClientClosed("mailbox stream"))  # no connection from it
+                return
+            self._run_connection(observer, stop)
+        finally:
+            if closer is not None:
+                closer.discard(key)
+
+    def _run_connection(self, observer: abc.ObserverBase[Event], stop: _Stop) -> None:
         try:
             outcome = self._connection(observer, stop)
         except _Downstream as wrapped:
@@ -300,6 +317,8 @@ class MailboxSource(Observable[Event]):
             outcome = TransportError(f"mailbox connection failed: {type(error).__name__}")
         if stop.is_set():
             self._state("closed")
+            if stop.client_closed:
+                observer.on_error(ClientClosed("mailbox stream"))
             return
         if outcome is None:
             self._state("closed")
@@ -474,6 +493,12 @@ class _Stop:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._ws: Any = None
+        #: Set by the client's close() (the subscriber is told), not by a dispose.
+        self.client_closed = False
+
+    def close_by_client(self) -> None:
+        self.client_closed = True
+        self.set()
 
     def attach(self, ws: Any) -> bool:
         with self._lock:

@@ -27,6 +27,7 @@ from reactivex.disposable import Disposable
 
 from rxlens._text import mask_secrets, secrets_of, truncate
 from rxlens.errors import (
+    ClientClosed,
     EventTooLarge,
     LocalError,
     MissingDependency,
@@ -36,6 +37,7 @@ from rxlens.errors import (
     TransportError,
     is_downstream,
 )
+from rxlens.sse._closing import Closer
 from rxlens.sse._connect import encode_event_id as utf8_event_id
 from rxlens.sse._connect import unexpected_error
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
@@ -119,7 +121,9 @@ class IOLoop:
     def release(self) -> None:
         """Count one connection less; the last one stops the loop thread (thread-safe)."""
         with self._lock:
-            self._users -= 1
+            # Never below zero: close() resets the count, and the connections it ended still
+            # release theirs afterwards.
+            self._users = max(0, self._users - 1)
             if self._users > 0 or self._loop is None:
                 return
             loop, self._loop, self._thread = self._loop, None, None
@@ -336,12 +340,16 @@ def encode_event_id(event_id: str) -> str:
 class _Subscription:
     """One subscription's state: its cursor, and whether it was disposed."""
 
-    __slots__ = ("disposed", "last_event_id", "observer", "opened")
+    __slots__ = ("client_closed", "disposed", "last_event_id", "observer", "opened", "task")
 
     def __init__(self, observer: abc.ObserverBase[Event], last_event_id: str) -> None:
         self.observer = observer
         self.last_event_id = last_event_id
         self.disposed = False
+        #: Ended by the client's close() (the subscriber is told), not by a dispose.
+        self.client_closed = False
+        #: The task, once its body runs (set and read on the loop thread only).
+        self.task: asyncio.Task[None] | None = None
         #: Whether the server answered (failures after that may be reported in full).
         self.opened = False
 
@@ -395,11 +403,14 @@ class AsyncSSESource(Observable[Event]):
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         max_event_bytes: int = _DEFAULT_MAX_EVENT_BYTES,
         on_state: StateCallback | None = None,
+        closer: Closer | None = None,
     ) -> None:
         super().__init__()
         if last_event_id:
             encode_event_id(last_event_id)  # refuse at once what could never be sent
         _aiohttp()
+        #: The client's (see rxlens.sse._closing): its close() ends this source's connections.
+        self.closer = closer
         self.url = url
         self._headers = dict(headers or {})
         #: The last event id delivered, by the latest subscription (the next one resumes here).
@@ -432,16 +443,51 @@ class AsyncSSESource(Observable[Event]):
         self, observer: abc.ObserverBase[Event], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
         sub = _Subscription(observer, self.last_event_id)
+        closer = self.closer
         io = self.io_loop
+        if closer is not None and closer.closed:
+            # A closed client opens no connection, nor an I/O thread: told at once.
+            observer.on_error(ClientClosed())
+            return Disposable()
         loop = io.acquire()
+        key: int | None = None
+        if closer is not None:
+            key = closer.add(lambda: self._close_by_client(sub, loop))
+            if key is None:  # closed meanwhile
+                io.release()
+                observer.on_error(ClientClosed())
+                return Disposable()
         future: Future[None] = asyncio.run_coroutine_threadsafe(self._run(sub), loop)
-        future.add_done_callback(lambda _f: io.release())
+
+        def done(_f: Future[None]) -> None:
+            io.release()
+            if closer is not None:
+                closer.discard(key)
+
+        future.add_done_callback(done)
 
         def dispose() -> None:
             sub.disposed = True
             future.cancel()  # thread-safe: cancels the task on the loop
 
         return Disposable(dispose)
+
+    @staticmethod
+    def _close_by_client(sub: _Subscription, loop: asyncio.AbstractEventLoop) -> None:
+        # From the thread of LensClient.close(). The task is cancelled on the loop, so that
+        # its body tells the subscriber there (the concurrent future's cancel would complete
+        # it on this thread at once, before the task stops delivering).
+        sub.client_closed = True
+
+        def cancel() -> None:
+            if sub.task is not None:
+                sub.task.cancel()
+            # else its body has not started: it finds client_closed when it does
+
+        try:
+            loop.call_soon_threadsafe(cancel)
+        except RuntimeError:
+            pass  # the loop is closed: its tasks are gone, nothing is left to tell
 
     def _state(self, sub: _Subscription, kind: Any, **fields: Any) -> None:
         if self.on_state is not None:
@@ -459,17 +505,26 @@ class AsyncSSESource(Observable[Event]):
     async def _run(self, sub: _Subscription) -> None:
         # The task body: whatever fails in the library ends the subscription with a typed
         # on_error, never the task alone (the rule of SSESource._run).
+        sub.task = asyncio.current_task()
         observer = sub.observer
         terminated = False
         try:
             try:
-                error = await self._connect_and_read(sub)
+                if sub.client_closed:
+                    error: Exception | None = ClientClosed()  # closed before this started
+                else:
+                    error = await self._connect_and_read(sub)
             except asyncio.CancelledError:
                 self._state(sub, "closed")
+                if sub.client_closed and not sub.disposed:
+                    terminated = True
+                    observer.on_error(ClientClosed())
                 raise
             if sub.disposed:
                 self._state(sub, "closed")
                 return
+            if sub.client_closed and not isinstance(error, ClientClosed):
+                error = ClientClosed()  # whatever the connection's end, the client's close
             terminated = True
             if error is None:
                 self._state(sub, "closed")

@@ -15,6 +15,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable
 
 from rxlens.errors import (
+    ClientClosed,
     EventTooLarge,
     LocalError,
     RxLensError,
@@ -23,6 +24,7 @@ from rxlens.errors import (
     UnsendableEventId,
     is_downstream,
 )
+from rxlens.sse._closing import Closer
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
 from rxlens.sse._delivery import FrameObserver, deliver
 from rxlens.sse._models import Event
@@ -106,11 +108,14 @@ class SSESource(Observable[Event]):
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         max_event_bytes: int = _DEFAULT_MAX_EVENT_BYTES,
         on_state: StateCallback | None = None,
+        closer: Closer | None = None,
     ) -> None:
         super().__init__()
         if last_event_id:
             encode_event_id(last_event_id)  # refuse at once what could never be sent
         self.url = url
+        #: The client's (see rxlens.sse._closing): its close() ends this source's connections.
+        self.closer = closer
         self._headers = dict(headers or {})
         self.last_event_id = last_event_id
         #: The last valid ``retry:`` value the server sent (ms), across connections.
@@ -187,12 +192,19 @@ class SSESource(Observable[Event]):
     def _run(self, observer: abc.ObserverBase[Event], handle: SocketHandle) -> None:
         # The body of the reader thread: whatever fails in the library ends the subscription
         # with a typed on_error, never the thread alone.
+        closer = self.closer
+        key = None if closer is None else closer.add(handle.close_by_client)
         terminated = False
         try:
-            error = self._connect_and_read(observer, handle)
-            if handle.aborted:
-                self._state("closed")
-                return
+            if closer is not None and key is None:
+                error: Exception | None = ClientClosed()  # no connection from a closed client
+            else:
+                error = self._connect_and_read(observer, handle)
+                if handle.aborted:
+                    self._state("closed")
+                    if not handle.client_closed:
+                        return  # disposed: nobody is told
+                    error = ClientClosed()
             terminated = True
             if error is None:
                 self._state("closed")
@@ -208,6 +220,9 @@ class SSESource(Observable[Event]):
                 log.exception("a subscriber's on_error or on_completed raised (thread ends)")
                 return
             observer.on_error(unexpected_error(exc, after_open=True))
+        finally:
+            if closer is not None:
+                closer.discard(key)
 
     def _connect_and_read(
         self, observer: abc.ObserverBase[Event], handle: SocketHandle

@@ -48,12 +48,14 @@ DEFAULT_TIMEOUT = (10.0, 60.0)
 class SocketHandle:
     """The socket of one request, so that another thread can abort it at once."""
 
-    __slots__ = ("_aborted", "_lock", "_sock")
+    __slots__ = ("_aborted", "_lock", "_sock", "client_closed")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._aborted = False
+        #: Aborted by the client's close() (the subscriber is told), not by a dispose.
+        self.client_closed = False
 
     @property
     def aborted(self) -> bool:
@@ -67,6 +69,11 @@ class SocketHandle:
             aborted = self._aborted
         if aborted:
             _shutdown(sock)
+
+    def close_by_client(self) -> None:
+        """Abort for ``LensClient.close()``: the read ends and the subscriber is told."""
+        self.client_closed = True
+        self.abort()
 
     def abort(self) -> None:
         """Wake any blocked read on the socket (now or once it is attached)."""

@@ -1,0 +1,64 @@
+"""``Closer``: what ``LensClient.close()`` ends, wherever its streams are being read.
+
+Why it exists: a client's streams outlive any one connection. Closing the client closed its
+HTTP session (and its I/O thread with ``io="asyncio"``), but each subscription's next
+reconnect (after a drop, a heartbeat timeout or a back-off) opened a connection again, and
+with ``io="asyncio"`` started a new I/O thread: a ``with LensClient() as client:`` block left
+streams reading after its end, without a word to their subscribers. Every source a client
+makes registers each open connection here; :meth:`Closer.close` ends them all with
+:class:`~rxlens.errors.ClientClosed` (not retryable, so ``resume`` ends too), and a source
+asked to connect after that fails at once with the same error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger("rxlens.sse")
+
+
+class Closer:
+    """The open connections of one client, and whether it was closed (thread-safe)."""
+
+    __slots__ = ("_closed", "_ends", "_lock", "_order")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+        self._ends: dict[int, Callable[[], None]] = {}
+        self._order = itertools.count()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def add(self, end: Callable[[], None]) -> int | None:
+        """Register an open connection's ``end``; None when the client is already closed
+        (then nothing is registered and the caller must not connect)."""
+        with self._lock:
+            if self._closed:
+                return None
+            key = next(self._order)
+            self._ends[key] = end
+            return key
+
+    def discard(self, key: int | None) -> None:
+        """The connection ended on its own: forget it."""
+        if key is not None:
+            with self._lock:
+                self._ends.pop(key, None)
+
+    def close(self) -> None:
+        """End every registered connection (each ``end`` once); refuse any later one."""
+        with self._lock:
+            self._closed = True
+            ends = list(self._ends.values())
+            self._ends.clear()
+        for end in ends:
+            try:
+                end()
+            except Exception:  # one connection that cannot be ended must not keep the others
+                log.exception("ending a connection at LensClient.close() raised")

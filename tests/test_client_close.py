@@ -1,0 +1,108 @@
+"""``LensClient.close()`` ends every stream of the client, for both ``io`` values and the mailbox.
+
+Before, closing the client (or leaving its ``with`` block) closed its HTTP session, but each
+subscription's next reconnect opened a connection again (with ``io="asyncio"``, on a new I/O
+thread), and no subscriber was told. Against the emulator on loopback: the subscriber gets
+``ClientClosed``, the server sees the connection go and no new one, no reader or I/O thread
+is left, and a stream subscribed after ``close()`` fails at once without connecting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sinks import subscribe
+
+from rxlens import LensClient, RetryPolicy
+from rxlens.emulator import Faults, LensEmulator
+from rxlens.errors import ClientClosed, RxLensError
+from rxlens.mailbox import PollPolicy
+
+KEY = "close-secret-key-0123456789"
+IO = ["threads", "asyncio"]
+READERS = ("rxlens-sse-reader", "rxlens-aio", "rxlens-mailbox-reader")
+
+
+def reader_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(READERS)]
+
+
+def eventually(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+@pytest.fixture()
+def emu() -> Iterator[LensEmulator]:
+    with LensEmulator(api_key=KEY, heartbeat_interval=0.1, idle_timeout=30) as emulator:
+        yield emulator
+
+
+@pytest.mark.parametrize("io", IO)
+def test_close_ends_an_open_stream_and_nothing_reconnects(emu: LensEmulator, io: Any) -> None:
+    client = LensClient(api_key=KEY, base_url=emu.base_url, io=io)
+    sid = emu.create_session()
+    # A heartbeat timeout shorter than the wait below: before the fix, the stream timed out
+    # after close() and reconnected, again and again.
+    sink, _ = subscribe(client.events(sid, heartbeat_timeout=0.3, policy=RetryPolicy.immediate()))
+    emu.wait_readers(sid, 1)
+    client.close()
+    sink.wait(5)
+    assert isinstance(sink.error, ClientClosed), repr(sink.error)
+    assert not sink.error.retryable and isinstance(sink.error, RxLensError)
+    emu.wait_until(sid, lambda s: s.readers_open == 0)
+    connections = emu.session_stats(sid).connections
+    time.sleep(1.0)  # three heartbeat timeouts
+    assert emu.session_stats(sid).connections == connections == 1
+    eventually(lambda: not reader_threads())
+
+
+@pytest.mark.parametrize("io", IO)
+def test_a_stream_subscribed_after_close_fails_at_once(emu: LensEmulator, io: Any) -> None:
+    sid = emu.create_session()
+    with LensClient(api_key=KEY, base_url=emu.base_url, io=io) as client:
+        pass
+    sink, _ = subscribe(client.connect(sid))
+    sink.wait(5)
+    assert isinstance(sink.error, ClientClosed), repr(sink.error)
+    sink, _ = subscribe(client.events(sid, check_channel=False))
+    sink.wait(5)
+    assert isinstance(sink.error, ClientClosed), repr(sink.error)
+    assert emu.session_stats(sid).connections == 0
+    eventually(lambda: not reader_threads())
+
+
+@pytest.mark.parametrize("io", IO)
+def test_a_stream_waiting_to_reconnect_ends_at_its_next_attempt(
+    emu: LensEmulator, io: Any
+) -> None:
+    client = LensClient(api_key=KEY, base_url=emu.base_url, io=io)
+    sid = emu.create_session(faults=Faults(drop_after=1, drops=1))
+    policy = RetryPolicy(base=0.5, cap=0.5, jitter=0.0, max_attempts=5)
+    sink, _ = subscribe(client.events(sid, policy=policy))
+    emu.wait_readers(sid, 1)
+    emu.push_many(sid, [{"type": "inference.result", "event_data": {"response": ["r"]}}] * 2)
+    emu.wait_until(sid, lambda s: s.connections == 1 and s.readers_open == 0)  # dropped
+    client.close()  # during the 0.5 s back-off
+    sink.wait(5)
+    assert isinstance(sink.error, ClientClosed), repr(sink.error)
+    assert emu.session_stats(sid).connections == 1
+    eventually(lambda: not reader_threads())
+
+
+def test_close_ends_a_mailbox_stream(emu: LensEmulator) -> None:
+    client = LensClient(api_key=KEY, base_url=emu.base_url)
+    sid = emu.create_session("manual", channel="mailbox")
+    poll = PollPolicy(min_interval=0.01, max_interval=0.05)
+    sink, _ = subscribe(client.events(sid, channel="mailbox", poll=poll))
+    eventually(lambda: "rxlens-mailbox-reader" in reader_threads())
+    client.close()
+    sink.wait(5)
+    assert isinstance(sink.error, ClientClosed), repr(sink.error)
+    eventually(lambda: not reader_threads())
