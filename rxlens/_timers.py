@@ -28,6 +28,9 @@ from reactivex.scheduler.scheduler import Scheduler
 
 log = logging.getLogger("rxlens.timers")
 
+#: Seconds before a timeout whose delivery thread could not be started is tried again.
+RETRY_HAND_OFF = 1.0
+
 
 class SharedTimer(abc.DisposableBase):
     """One timer of :class:`SharedTimers`, and its own cancellation (``dispose``).
@@ -175,12 +178,16 @@ def shared_timers() -> SharedTimers:
         return _shared
 
 
-def off_timer_thread(work: Callable[[], None], name: str = "rxlens-timeout") -> None:
+def off_timer_thread(work: Callable[[], None], name: str = "rxlens-timeout") -> bool:
     """Run ``work`` on a short-lived daemon thread of its own, never on the shared timer thread.
 
     For what a timer decides but a subscriber's code carries out (delivering a timeout runs
     the user's ``on_error``, which may block): one slow subscriber then delays only itself.
     The thread ends when ``work`` returns; an exception it raises is logged, as for timers.
+
+    Returns False when no thread could be started (the process is at its thread limit): the
+    caller keeps its timer and tries again, so that a timeout is late rather than lost (an
+    action that raised would only be logged, and the subscription would wait forever).
     """
 
     def run() -> None:
@@ -189,4 +196,9 @@ def off_timer_thread(work: Callable[[], None], name: str = "rxlens-timeout") -> 
         except Exception:
             log.exception("a timeout delivery raised (the other timers go on)")
 
-    threading.Thread(target=run, name=name, daemon=True).start()
+    try:
+        threading.Thread(target=run, name=name, daemon=True).start()
+    except RuntimeError as exc:
+        log.warning("could not start a thread to deliver a timeout (%s); trying again", exc)
+        return False
+    return True

@@ -181,3 +181,69 @@ def test_a_timer_set_again_makes_no_object_for_the_collector() -> None:
     gc.collect()  # the heap's (due, order) pairs hold only numbers: untracked
     assert len(gc.get_objects()) - before < 50
     timer.dispose()
+
+
+class _NoThreadOnce:
+    """Stands in for ``threading.Thread`` in rxlens._timers: the first start() fails as at the
+    process's thread limit, the later ones start real threads."""
+
+    failures = 0
+    real = threading.Thread
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._thread = _NoThreadOnce.real(*args, **kwargs)
+
+    def start(self) -> None:
+        if _NoThreadOnce.failures == 0:
+            _NoThreadOnce.failures += 1
+            raise RuntimeError("can't start new thread")
+        self._thread.start()
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["heartbeat_timeout", "events_preset"])
+def test_a_timeout_whose_thread_cannot_start_is_delivered_late_not_lost(
+    monkeypatch: pytest.MonkeyPatch, fused: bool
+) -> None:
+    # Before, off_timer_thread raised on the shared timer thread, which logged it: the
+    # timeout was never delivered and a silent connection was waited on forever.
+    import rxlens._timers as timers_module
+    from reactivex import Observable
+    from reactivex.subject import Subject
+
+    from rxlens import RetryPolicy
+    from rxlens.errors import HeartbeatTimeout, RetriesExhausted
+    from rxlens.operators import events_preset, heartbeat_timeout
+
+    monkeypatch.setattr(timers_module, "RETRY_HAND_OFF", 0.05)
+    monkeypatch.setattr("rxlens.sse._fused.RETRY_HAND_OFF", 0.05)
+    monkeypatch.setattr("rxlens.operators._heartbeat_timeout.RETRY_HAND_OFF", 0.05)
+    timers = SharedTimers()
+    timers.schedule_relative(30, lambda _s, _st: None)  # its thread runs: only hand-offs fail
+    # Only rxlens._timers sees the failing Thread (others, as threading.Timer, keep theirs).
+    import types
+
+    fake = types.SimpleNamespace(
+        Thread=_NoThreadOnce, Condition=threading.Condition, Lock=threading.Lock
+    )
+    monkeypatch.setattr(timers_module, "threading", fake)
+    _NoThreadOnce.failures = 0
+    silent: Subject[Any] = Subject()
+    errors: list[Exception] = []
+    done = threading.Event()
+    if fused:
+        stream: Observable[Any] = silent.pipe(
+            events_preset(
+                heartbeat_timeout=0.05,
+                policy=RetryPolicy(max_attempts=1),
+                heartbeat_scheduler=timers,
+            )
+        )
+    else:
+        stream = silent.pipe(heartbeat_timeout(0.05, scheduler=timers))
+    stream.subscribe(on_error=lambda e: (errors.append(e), done.set()))
+    assert done.wait(5), "the timeout was never delivered"
+    assert _NoThreadOnce.failures == 1, errors
+    error = errors[0]
+    if isinstance(error, RetriesExhausted):
+        error = error.last_error  # type: ignore[assignment]
+    assert isinstance(error, HeartbeatTimeout), repr(errors[0])

@@ -11,7 +11,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAssignmentDisposable
 from reactivex.scheduler import VirtualTimeScheduler
 
-from rxlens._timers import SharedTimers, off_timer_thread, shared_timers
+from rxlens._timers import RETRY_HAND_OFF, SharedTimers, off_timer_thread, shared_timers
 from rxlens.errors import HeartbeatTimeout, MalformedEventError
 from rxlens.events import LensEvent, OnMalformed
 from rxlens.operators._typed import _step
@@ -151,7 +151,8 @@ def _heartbeat_timeout(
                 if remaining > 1e-9:
                     arm(remaining)
                     return
-                off_timer_thread(expire)
+                if not off_timer_thread(expire):
+                    arm(min(seconds, RETRY_HAND_OFF))  # late, never lost
 
             def expire() -> None:
                 nonlocal stopped

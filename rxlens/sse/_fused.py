@@ -26,7 +26,13 @@ from reactivex import Observable, abc, typing
 from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentDisposable
 from reactivex.scheduler import TimeoutScheduler, VirtualTimeScheduler
 
-from rxlens._timers import SharedTimer, SharedTimers, off_timer_thread, shared_timers
+from rxlens._timers import (
+    RETRY_HAND_OFF,
+    SharedTimer,
+    SharedTimers,
+    off_timer_thread,
+    shared_timers,
+)
 from rxlens.errors import (
     EventIdTooLong,
     HeartbeatTimeout,
@@ -475,7 +481,8 @@ class _Run(Generic[_T]):
         if remaining > 1e-9:
             self.arm(link, remaining)
             return
-        off_timer_thread(lambda: self.expire(link))
+        if not off_timer_thread(lambda: self.expire(link)):
+            self.arm(link, min(self.seconds, RETRY_HAND_OFF))  # late, never lost
 
     def expire(self, link: _Link) -> None:
         seconds = self.seconds
