@@ -538,7 +538,11 @@ def held(monkeypatch: pytest.MonkeyPatch) -> tuple[HeldSharedTimers, HeldClock, 
     clock = HeldClock()
     handed_off: list[Any] = []
     monkeypatch.setattr(_heartbeat_timeout_module, "time", clock)
-    monkeypatch.setattr(_heartbeat_timeout_module, "off_timer_thread", handed_off.append)
+    def hand_off(work: Any) -> bool:
+        handed_off.append(work)
+        return True  # started (off_timer_thread says False when no thread could start)
+
+    monkeypatch.setattr(_heartbeat_timeout_module, "off_timer_thread", hand_off)
     return HeldSharedTimers(), clock, handed_off
 
 

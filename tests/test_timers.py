@@ -206,10 +206,10 @@ def test_a_timeout_whose_thread_cannot_start_is_delivered_late_not_lost(
 ) -> None:
     # Before, off_timer_thread raised on the shared timer thread, which logged it: the
     # timeout was never delivered and a silent connection was waited on forever.
-    import rxlens._timers as timers_module
     from reactivex import Observable
     from reactivex.subject import Subject
 
+    import rxlens._timers as timers_module
     from rxlens import RetryPolicy
     from rxlens.errors import HeartbeatTimeout, RetriesExhausted
     from rxlens.operators import events_preset, heartbeat_timeout
