@@ -34,6 +34,7 @@ from rxlens.retry import RetryPolicy
 from rxlens.sse import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_TIMEOUT,
+    Closer,
     ConnectionState,
     SSESource,
     StateCallback,
@@ -41,7 +42,6 @@ from rxlens.sse import (
     safe_url,
 )
 from rxlens.sse import report_state as report
-from rxlens.sse._closing import Closer
 
 if TYPE_CHECKING:
     from rxlens._rest import Lenses, Sessions

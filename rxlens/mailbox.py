@@ -53,8 +53,7 @@ from rxlens.errors import (
     RxLensError,
     TransportError,
 )
-from rxlens.sse import ConnectionState, Event, StateCallback
-from rxlens.sse._closing import Closer
+from rxlens.sse import Closer, ConnectionState, Event, StateCallback
 
 log = logging.getLogger("rxlens.mailbox")
 
