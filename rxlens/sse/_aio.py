@@ -94,6 +94,7 @@ class IOLoop:
         self._session: aiohttp.ClientSession | None = None
         self._gate: asyncio.Semaphore | None = None
         self._watches: _ReadWatches | None = None
+        self._stopping: threading.Thread | None = None  # stopped by release(), not yet joined
 
     def __repr__(self) -> str:
         return f"IOLoop(connections={self._users}, running={self._thread is not None})"
@@ -126,7 +127,11 @@ class IOLoop:
             self._users = max(0, self._users - 1)
             if self._users > 0 or self._loop is None:
                 return
-            loop, self._loop, self._thread = self._loop, None, None
+            loop, thread = self._loop, self._thread
+            self._loop, self._thread = None, None
+            # close() waits for it too, if called while it stops (LensClient.close() ends the
+            # connections first, and the last one's release may stop the loop before).
+            self._stopping = thread
             session, self._session, self._gate = self._session, None, None
             self._watches = None
         loop.call_soon_threadsafe(lambda: loop.create_task(_shut_down(loop, session)))
@@ -138,6 +143,9 @@ class IOLoop:
             session = self._session
             self._loop, self._thread, self._session, self._users = None, None, None, 0
             self._gate, self._watches = None, None
+            stopping, self._stopping = self._stopping, None
+        if stopping is not None and stopping is not threading.current_thread():
+            stopping.join(timeout)  # stopped by the last release(): wait for it as for ours
         if loop is None or thread is None:
             return
         try:
