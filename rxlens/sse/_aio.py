@@ -35,13 +35,12 @@ from rxlens.errors import (
     RxLensError,
     StreamClosed,
     TransportError,
-    is_downstream,
 )
 from rxlens.sse._closing import Closer
 from rxlens.sse._connect import encode_event_id as utf8_event_id
 from rxlens.sse._connect import unexpected_error
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
-from rxlens.sse._delivery import FrameObserver
+from rxlens.sse._delivery import FrameObserver, finish
 from rxlens.sse._delivery import deliver as deliver_events
 from rxlens.sse._models import Event
 from rxlens.sse._state import ConnectionState, StateCallback, report
@@ -534,14 +533,7 @@ class AsyncSSESource(Observable[Event]):
             if sub.client_closed and not isinstance(error, ClientClosed):
                 error = ClientClosed()  # whatever the connection's end, the client's close
             terminated = True
-            if error is None:
-                self._state(sub, "closed")
-                observer.on_completed()
-                return
-            downstream = is_downstream(error)
-            if isinstance(error, RxLensError) and not downstream and error.retry_ms is None:
-                error.retry_ms = self.retry_ms
-            observer.on_error(error)
+            finish(observer, error, self.retry_ms, lambda: self._state(sub, "closed"))
         except Exception as exc:
             if terminated:
                 # The subscriber's own on_error / on_completed raised: nobody is left to tell.

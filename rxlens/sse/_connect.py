@@ -22,11 +22,10 @@ from rxlens.errors import (
     StreamClosed,
     TransportError,
     UnsendableEventId,
-    is_downstream,
 )
 from rxlens.sse._closing import Closer
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
-from rxlens.sse._delivery import FrameObserver, deliver
+from rxlens.sse._delivery import FrameObserver, deliver, finish
 from rxlens.sse._models import Event
 from rxlens.sse._state import ConnectionState, StateCallback, report
 from rxlens.sse._transport import (
@@ -206,14 +205,7 @@ class SSESource(Observable[Event]):
                         return  # disposed: nobody is told
                     error = ClientClosed()
             terminated = True
-            if error is None:
-                self._state("closed")
-                observer.on_completed()
-                return
-            downstream = is_downstream(error)
-            if isinstance(error, RxLensError) and not downstream and error.retry_ms is None:
-                error.retry_ms = self.retry_ms
-            observer.on_error(error)
+            finish(observer, error, self.retry_ms, lambda: self._state("closed"))
         except Exception as exc:
             if terminated:
                 # The subscriber's own on_error / on_completed raised: nobody is left to tell.

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from reactivex import abc
 
-from rxlens.errors import StreamClosed, mark_downstream
+from rxlens.errors import RxLensError, StreamClosed, is_downstream, mark_downstream
 from rxlens.sse._models import Event
 
 
@@ -76,3 +76,25 @@ def deliver(
     except Exception as exc:
         return mark_downstream(exc)
     return None
+
+
+def finish(
+    observer: abc.ObserverBase[Event],
+    error: Exception | None,
+    retry_ms: int | None,
+    closed: Callable[[], None],
+) -> None:
+    """Tell the subscriber how a connection ended (the last step of both sources' runs).
+
+    ``None`` (the server answered 204) is ``closed()`` (the "closed" state), then
+    ``on_completed``; an error is ``on_error``, with the stream's last ``retry:`` hint
+    (``retry_ms``) set on a library error that carries none, never on the subscriber's own
+    exception. Raises only what the subscriber's callbacks raise.
+    """
+    if error is None:
+        closed()
+        observer.on_completed()
+        return
+    if isinstance(error, RxLensError) and not is_downstream(error) and error.retry_ms is None:
+        error.retry_ms = retry_ms
+    observer.on_error(error)
