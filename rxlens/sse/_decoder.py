@@ -255,14 +255,22 @@ class Decoder:
         # ``complete`` ends with LF. UTF-8 never uses the bytes of CR or LF inside a multi-byte
         # sequence, so decoding a run of whole lines at once equals decoding line by line.
         text = complete.decode("utf-8", "replace")
+        events: list[Event] = []
+        if self._data or self._event_type or self._id_in_block:
+            # The event in progress (a read ends inside a frame more often than not) ends at
+            # the first blank line, by the per-line rules; the frames after it start clean.
+            first = text.find("\n\n")
+            if first >= 0:
+                self._general([*text[:first].split("\n"), ""], events)
+                text = text[first + 2 :]
         frames = None
         if text[:4] == "id: " and not (self._data or self._event_type or self._id_in_block):
             frames = self._frames(text)
         if frames is not None:
-            events, tail = frames
+            events += frames[0]
+            tail = frames[1]
             blocks: list[str] = []
         else:
-            events = []
             # Split into blocks, each followed by a blank line; the last piece is the lines of
             # an event not finished yet ("" when the text ends with a blank line).
             blocks = text.split("\n\n")
