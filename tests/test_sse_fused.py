@@ -362,7 +362,7 @@ def _results(ids: range) -> bytes:
     )
 
 
-@pytest.mark.parametrize("how", ["composed", "fused"])
+@pytest.mark.parametrize("how", ["composed", "fused", "raw frames"])
 def test_a_subscriber_that_disposes_mid_chunk_stops_the_chunk_and_the_cursor(how: str) -> None:
     # Over a real socket, 50 results in one write (one read chunk), then silence: the
     # subscriber disposes on the 10th. Nothing after it is delivered, the cursor stays at the
@@ -374,7 +374,10 @@ def test_a_subscriber_that_disposes_mid_chunk_stops_the_chunk_and_the_cursor(how
     with ScriptedServer() as server:
         server.add(sse(_results(range(1, 51)), then="hold"))
         source = SSESource(server.url)
-        if how == "composed":
+        pipeline: reactivex.Observable[Any]
+        if how == "raw frames":
+            pipeline = source
+        elif how == "composed":
             pipeline = source.pipe(
                 typed(), heartbeat_timeout(30.0), resume(cursor=source), until_end()
             )
@@ -385,7 +388,7 @@ def test_a_subscriber_that_disposes_mid_chunk_stops_the_chunk_and_the_cursor(how
         stopped = threading.Event()
         holder: list[abc.DisposableBase] = []
 
-        def on_next(event: LensEvent) -> None:
+        def on_next(event: LensEvent | Event) -> None:
             seen.append(event.id)
             if len(seen) == 10:
                 ready.wait(5)

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentDisposable
+from reactivex.observer.autodetachobserver import AutoDetachObserver
 from reactivex.scheduler import TimeoutScheduler, VirtualTimeScheduler
 
 from rxlens._timers import SharedTimers, off_timer_thread, shared_timers
@@ -143,6 +144,16 @@ def fused_resume(
         return Observable(subscribe)
 
     return operator
+
+
+class _NeverStopped:
+    """Stands for an auto-detaching observer's flag where the observer is another kind."""
+
+    __slots__ = ()
+    is_stopped = False
+
+
+_NEVER_STOPPED = _NeverStopped()
 
 
 class _Link(FrameObserver):
@@ -495,7 +506,14 @@ class _Run(Generic[_T]):
         hclock = self.hclock
         state = self.state
         observer = self.observer
-        on_next = observer.on_next
+        # The auto-detaching observer subscribe() wraps around the subscriber only checks its
+        # is_stopped before calling the subscriber's function: the loop checks it and calls
+        # the function itself (a call less per item). Any other observer is called as it is.
+        detached: Any = _NEVER_STOPPED
+        on_next: Callable[[Any], None] = observer.on_next
+        if type(observer) is AutoDetachObserver:
+            detached = observer
+            on_next = observer._on_next
         end_type = self.end_type
         only = self.only
         max_id_length = self.max_id_length
@@ -533,13 +551,20 @@ class _Run(Generic[_T]):
                     continue
                 if state.first_at is None:
                     state.first_at = self.now()
-                key = getattr(item, "id", None)
+                # getattr(item, "id", None), without the call where the item has one.
+                try:
+                    key = item.id  # type: ignore[attr-defined]
+                except AttributeError:
+                    key = None
                 if key is not None:
                     text = isinstance(key, str)
                     if text and len(key) > max_id_length:
                         self.fail(EventIdTooLong(max_id_length, len(key)))
                         continue
-                    raw = getattr(item, "raw", None)
+                    try:
+                        raw = item.raw  # type: ignore[attr-defined]
+                    except AttributeError:
+                        raw = None
                     content = hash(raw) if raw.__class__ is str else _content(item)
                     window = state.window
                     if window is not None:
@@ -572,11 +597,11 @@ class _Run(Generic[_T]):
                 # until_end, then the subscriber
                 try:
                     if end_type is None or not isinstance(item, end_type):
-                        if only is None or isinstance(item, only):
+                        if (only is None or isinstance(item, only)) and not detached.is_stopped:
                             on_next(item)
                     elif not self.ended:
                         self.ended = True
-                        if only is None or isinstance(item, only):
+                        if (only is None or isinstance(item, only)) and not detached.is_stopped:
                             on_next(item)
                         observer.on_completed()
                         self.dispose()
