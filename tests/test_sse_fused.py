@@ -355,6 +355,33 @@ def test_the_memory_forgets_the_same_ids_after_many_events(
         assert run(scenario, "fused, frame by frame") == composed
 
 
+@pytest.mark.parametrize("long_at", [0, 20, 25, 29])
+def test_the_memory_counts_its_bytes_from_the_first_long_id_as_resume_does(long_at: int) -> None:
+    # 8 ids of 3 characters fill the byte budget exactly, so the fused preset does not count
+    # the bytes while ids are that short; one id of 40 characters (at ``long_at``) makes the
+    # budget bind while it is remembered. Replays from every point then show what each
+    # remembers (after the last 8 ids, the 40-character one among them or not): the
+    # fused preset forgets exactly what resume forgets.
+    ids = [str(n) for n in range(100, 130)]
+    ids.insert(long_at, "x" * 40)
+    first = [(0, [("r1", i) for i in ids])]
+    memory = {"remember": 8, "remember_bytes": 8 * (64 + 3)}
+    for start in range(len(ids) - 12, len(ids)):
+        replay = [(1, [("r1", i) for i in ids[start:]] + [("end", None)])]
+        scenario = {
+            "connections": [(first, "drop"), (replay, "complete")],
+            "on_malformed": "emit",
+            "seconds": None,
+            "raise_at": None,
+            "cursor": True,
+            "start_id": "",
+            "memory": memory,
+        }
+        composed = run(scenario, "composed")
+        assert run(scenario, "fused, a chunk at a time") == composed
+        assert run(scenario, "fused, frame by frame") == composed
+
+
 def _results(ids: range) -> bytes:
     return b"".join(
         b'id: %d\ndata: {"type":"inference.result","event_data":{"response":["r%d"]}}\n\n' % (i, i)

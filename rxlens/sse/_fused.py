@@ -263,6 +263,10 @@ class _Run(Generic[_T]):
         self.policy = policy
         self.cursor = cursor
         self.memory = memory
+        # The id length up to which ``memory._count`` entries fit ``memory._budget`` (see
+        # frames), and whether the memory's bytes are counted (from the first longer id).
+        self.fits = memory._budget // memory._count - ENTRY_OVERHEAD if memory._count else -1
+        self.counting = False
         self.max_id_length = max_id_length
         self.on_state = on_state
         self.sched = scheduler or sub_scheduler or TimeoutScheduler.singleton()
@@ -521,6 +525,8 @@ class _Run(Generic[_T]):
         order = memory._order
         remember = memory._count
         budget = memory._budget
+        fits = self.fits
+        counting = self.counting
         generation = link.generation
         with lock:
             for frame in frames:
@@ -582,16 +588,27 @@ class _Run(Generic[_T]):
                     if remember:
                         if len(order) >= remember:
                             gone = order.popleft()[0]  # _size(gone), inline
-                            memory._bytes -= ENTRY_OVERHEAD + (
-                                len(gone) if isinstance(gone, str) else 0
-                            )
+                            if counting:
+                                memory._bytes -= ENTRY_OVERHEAD + (
+                                    len(gone) if isinstance(gone, str) else 0
+                                )
                         order.append((key, content))
-                        held = memory._bytes + ENTRY_OVERHEAD + (
-                            len(key) if key.__class__ is str else 0
-                        )
-                        while held > budget and order:
-                            held -= _size(order.popleft()[0])
-                        memory._bytes = held
+                        if not counting:
+                            # While every id is a str of at most ``fits`` characters, the
+                            # memory's ``remember`` entries fit its byte budget, which never
+                            # binds: the bytes are counted from the first id that breaks this.
+                            if key.__class__ is str and len(key) <= fits:
+                                pass
+                            else:
+                                counting = self.counting = True
+                                memory._bytes = sum(_size(old) for old, _ in order) - _size(key)
+                        if counting:
+                            held = memory._bytes + ENTRY_OVERHEAD + (
+                                len(key) if key.__class__ is str else 0
+                            )
+                            while held > budget and order:
+                                held -= _size(order.popleft()[0])
+                            memory._bytes = held
                     if text:
                         state.last_id = key
                 # until_end, then the subscriber
