@@ -526,7 +526,6 @@ class _Run(Generic[_T]):
         remember = memory._count
         budget = memory._budget
         fits = self.fits
-        counting = self.counting
         generation = link.generation
         with lock:
             for frame in frames:
@@ -588,21 +587,21 @@ class _Run(Generic[_T]):
                     if remember:
                         if len(order) >= remember:
                             gone = order.popleft()[0]  # _size(gone), inline
-                            if counting:
+                            if self.counting:
                                 memory._bytes -= ENTRY_OVERHEAD + (
                                     len(gone) if isinstance(gone, str) else 0
                                 )
                         order.append((key, content))
-                        if not counting:
+                        if not self.counting:
                             # While every id is a str of at most ``fits`` characters, the
                             # memory's ``remember`` entries fit its byte budget, which never
                             # binds: the bytes are counted from the first id that breaks this.
                             if key.__class__ is str and len(key) <= fits:
                                 pass
                             else:
-                                counting = self.counting = True
+                                self.counting = True
                                 memory._bytes = sum(_size(old) for old, _ in order) - _size(key)
-                        if counting:
+                        if self.counting:
                             held = memory._bytes + ENTRY_OVERHEAD + (
                                 len(key) if key.__class__ is str else 0
                             )
