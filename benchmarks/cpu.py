@@ -8,6 +8,8 @@ each contender's per-chunk work in one thread, and measures ``time.process_time`
 
 - ``limit``: split each body into frames, ``json.loads`` each, check its type;
 - ``raw``: rxlens's ``Decoder`` and the SSE source's delivery to a plain observer;
+- ``raw+json``: the same, the subscriber decoding each frame's JSON and checking its type, as
+  the loopback benchmark's raw-frames subscriber does (the one to compare with the limit);
 - ``composed``: ``connect -> typed -> heartbeat_timeout -> resume -> until_end ->
   only_results``, the composed operators;
 - ``fused``: what ``client.events(sid).pipe(only_results())`` runs: the fused preset fed a
@@ -111,6 +113,24 @@ def _raw(sse: Any) -> Any:
     return sse
 
 
+def _raw_json(chunks: list[bytes]) -> int:
+    source = _Source()
+    loads = json.loads
+    count = [0]
+
+    def on_next(frame: Any) -> None:
+        if loads(frame.data)["type"] == RESULT:
+            count[0] += 1
+
+    def on_error(error: Exception) -> None:
+        raise error
+
+    subscription = source.sse.subscribe(on_next, on_error)
+    source.feed(chunks)
+    subscription.dispose()
+    return count[0]
+
+
 def _composed(sse: Any) -> Any:
     from rxlens.operators import heartbeat_timeout, only_results, resume, typed, until_end
 
@@ -128,6 +148,7 @@ def _fused(sse: Any) -> Any:
 CONTENDERS: dict[str, Run] = {
     "limit": limit,
     "raw": _counting(_raw),
+    "raw+json": _raw_json,
     "composed": _counting(_composed),
     "fused": _counting(_fused),
 }

@@ -760,3 +760,72 @@ def test_an_event_type_does_not_carry_over_to_the_next_block() -> None:
     # type the block before it named.
     events, _, _ = feed_all([b"event: a\ndata: x\n\nid: 1\nid: 2\ndata: y\n\n"])
     assert [(e.type, e.data, e.id) for e in events] == [("a", "x", None), ("message", "y", "2")]
+
+
+# --- a run of Lens result frames, decoded whole --------------------------------------------------
+# A run of ``id: x`` / ``data: y`` blocks becomes its events in whole-run string operations
+# (``Decoder._frames``), which tells the lines apart by sorting them between ``"id: "`` and
+# ``"id:!"``, ``"data: "`` and ``"data:!"``. The lines below sit on and around those bounds;
+# fed byte by byte, no run reaches that path, so the per-line rules decide.
+
+_id_line = st.one_of(
+    _value.map(lambda i: f"id: {i}"),
+    st.sampled_from(["id:", "id: ", "id:  7", "id:!7", "id:\x1f7", "id:7", "ic: 7", "ie: 7",
+                     "id", "id: 7\x00", "", ":id: 7", "event: id", "id: \U0001f600"]),
+)
+_data_line = st.one_of(
+    _value.map(lambda d: f"data: {d}"),
+    st.sampled_from(["data:", "data: ", "data:  x", "data:!x", "data:\x1fx", "data:x", "datb: x",
+                     "dat", "data", "data: x\x00", "", "data: \U0001f600", "id: 7", "retry: 9"]),
+)
+
+
+@st.composite
+def _frame_run(draw: st.DrawFn) -> bytes:
+    blocks = []
+    for n in range(draw(st.integers(0, 12))):
+        odd = draw(st.integers(0, 9)) == 0  # mostly the usual frame, now and then not
+        head = draw(_id_line) if odd else f"id: {n}"
+        body = draw(_data_line) if odd else f"data: {draw(_value)}"
+        # Extra lines; three of them keep the lines in step with the id/data/blank pattern.
+        extra = draw(st.sampled_from(["", "", "", "\nevent: t", "\n:c", "\ndata: more",
+                                      "\n:c\nid: 9\ndata: z", "\nevent: t\nid: 9\ndata: z"]))
+        blocks.append(f"{head}\n{body}{extra}\n\n")
+    if draw(st.booleans()):
+        blocks.insert(0, draw(st.sampled_from(["\n", "data: x\n\n", "id: 3\n", ":c\n"])))
+    stream = "".join(blocks)
+    if draw(st.booleans()):
+        stream = stream.replace("\n", draw(st.sampled_from(["\r\n", "\r"])))
+    return stream.encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=400, deadline=None)
+@given(_frame_run(), st.lists(st.integers(0, 10_000), max_size=6))
+def test_a_run_of_frames_decodes_as_the_per_line_rules_say(
+    stream: bytes, cuts: list[int]
+) -> None:
+    bytewise = feed_all([stream[i : i + 1] for i in range(len(stream))])
+    assert feed_all([stream]) == bytewise
+    assert feed_all(split_at(stream, cuts)) == bytewise
+    assert [(e.type, e.data, e.last_event_id) for e in bytewise[0]] == reference_decode(stream)
+
+
+def test_a_run_of_frames_takes_the_whole_run_path() -> None:
+    run = "".join(f"id: {n}\ndata: {{\"n\": {n}}}\n\n" for n in range(50))
+    found = Decoder()._frames(run + "id: 50\n")
+    assert found is not None
+    events, rest = found
+    assert events == [Event(f'{{"n": {n}}}', "message", str(n), str(n)) for n in range(50)]
+    assert rest == "id: 50\n"
+
+
+@pytest.mark.parametrize(
+    "odd",
+    ["id:!7\ndata: x", "id:7\ndata: x", "id\ndata: x", "id: 7\x00\ndata: x", "id: 7\ndata:!x",
+     "id: 7\ndata:x", "id: 7\ndata", "id: 7\ndatb: x", "id: 7\ndata: x\ndata: y",
+     "id: 7\nevent: t\ndata: x", "data: x", "id: 7", "id: 7\ndata: x\n:c\nid: 8\ndata: y"],
+)
+def test_a_block_of_another_shape_leaves_the_run_to_the_per_line_rules(odd: str) -> None:
+    run = f"id: 1\ndata: a\n\n{odd}\n\nid: 2\ndata: b\n\n"
+    assert Decoder()._frames(run) is None
+    assert feed_all([run.encode()]) == feed_all([bytes([b]) for b in run.encode()])

@@ -237,6 +237,56 @@ def test_fast_path_agrees_with_marshmallow(payload: Any) -> None:
         assert getattr(fast, name) == getattr(slow, name)
 
 
+# The fast constructor makes an object of a settable subclass and then sets its class to the
+# event's own (``__class__`` assignment); the obviously-right constructor calls each slot's
+# descriptor. Both must give the same object, of exactly the event's class, in every slot.
+_BY_DESCRIPTORS = {
+    lens_type: _event_decoding._decoder(ev.event_class(lens_type), schema, swap=False)
+    for lens_type, schema in SCHEMAS.items()
+}
+
+
+def _slots(event: object) -> dict[str, Any]:
+    return {
+        name: getattr(event, name)
+        for klass in type(event).__mro__
+        for name in getattr(klass, "__slots__", ())
+    }
+
+
+@FAST
+@given(st.one_of(*valid_payloads.values()) | near_valid)
+def test_the_fast_constructor_equals_the_descriptors_one(payload: Any) -> None:
+    lens_type = payload["type"]
+    if lens_type not in _BY_DESCRIPTORS:
+        return  # sse.stream.end: no generated constructor
+    data = payload.get("event_data")
+    fast = _event_decoding._DECODERS[lens_type](data, "1", 3.0, "raw")
+    plain = _BY_DESCRIPTORS[lens_type](data, "1", 3.0, "raw")
+    assert (fast is None) == (plain is None)
+    if fast is not None:
+        assert type(fast) is type(plain) is ev.event_class(lens_type)
+        assert _slots(fast).keys() == _slots(plain).keys()
+        for name, value in _slots(fast).items():
+            assert value is _slots(plain)[name] or value == _slots(plain)[name], name
+        assert fast.event_data is data
+
+
+def test_an_event_of_the_fast_constructor_is_an_ordinary_frozen_event() -> None:
+    import pickle
+
+    data = {"response": ["A", {"A": 1}], "query_metadata": {"window_size": 3}}
+    event = _event_decoding._DECODERS[ev.INFERENCE_RESULT](data, "7", 2.0, "raw")
+    assert type(event) is ev.InferenceResult and not hasattr(event, "__dict__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.response = None  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del event.raw  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(event)) == event
+    assert hash(event) == hash(ev.InferenceResult(["A", {"A": 1}], id="7"))
+    assert dataclasses.replace(event, id="8").id == "8"
+
+
 def _has_nan(value: Any) -> bool:
     if isinstance(value, float):
         return value != value

@@ -355,6 +355,33 @@ def test_the_memory_forgets_the_same_ids_after_many_events(
         assert run(scenario, "fused, frame by frame") == composed
 
 
+@pytest.mark.parametrize("long_at", [0, 20, 25, 29])
+def test_the_memory_counts_its_bytes_from_the_first_long_id_as_resume_does(long_at: int) -> None:
+    # 8 ids of 3 characters fill the byte budget exactly, so the fused preset does not count
+    # the bytes while ids are that short; one id of 40 characters (at ``long_at``) makes the
+    # budget bind while it is remembered. Replays from every point then show what each
+    # remembers (after the last 8 ids, the 40-character one among them or not): the
+    # fused preset forgets exactly what resume forgets.
+    ids = [str(n) for n in range(100, 130)]
+    ids.insert(long_at, "x" * 40)
+    first = [(0, [("r1", i) for i in ids])]
+    memory = {"remember": 8, "remember_bytes": 8 * (64 + 3)}
+    for start in range(len(ids) - 12, len(ids)):
+        replay = [(1, [("r1", i) for i in ids[start:]] + [("end", None)])]
+        scenario = {
+            "connections": [(first, "drop"), (replay, "complete")],
+            "on_malformed": "emit",
+            "seconds": None,
+            "raise_at": None,
+            "cursor": True,
+            "start_id": "",
+            "memory": memory,
+        }
+        composed = run(scenario, "composed")
+        assert run(scenario, "fused, a chunk at a time") == composed
+        assert run(scenario, "fused, frame by frame") == composed
+
+
 def _results(ids: range) -> bytes:
     return b"".join(
         b'id: %d\ndata: {"type":"inference.result","event_data":{"response":["r%d"]}}\n\n' % (i, i)
@@ -362,7 +389,7 @@ def _results(ids: range) -> bytes:
     )
 
 
-@pytest.mark.parametrize("how", ["composed", "fused"])
+@pytest.mark.parametrize("how", ["composed", "fused", "raw frames"])
 def test_a_subscriber_that_disposes_mid_chunk_stops_the_chunk_and_the_cursor(how: str) -> None:
     # Over a real socket, 50 results in one write (one read chunk), then silence: the
     # subscriber disposes on the 10th. Nothing after it is delivered, the cursor stays at the
@@ -374,7 +401,10 @@ def test_a_subscriber_that_disposes_mid_chunk_stops_the_chunk_and_the_cursor(how
     with ScriptedServer() as server:
         server.add(sse(_results(range(1, 51)), then="hold"))
         source = SSESource(server.url)
-        if how == "composed":
+        pipeline: reactivex.Observable[Any]
+        if how == "raw frames":
+            pipeline = source
+        elif how == "composed":
             pipeline = source.pipe(
                 typed(), heartbeat_timeout(30.0), resume(cursor=source), until_end()
             )
@@ -385,7 +415,7 @@ def test_a_subscriber_that_disposes_mid_chunk_stops_the_chunk_and_the_cursor(how
         stopped = threading.Event()
         holder: list[abc.DisposableBase] = []
 
-        def on_next(event: LensEvent) -> None:
+        def on_next(event: LensEvent | Event) -> None:
             seen.append(event.id)
             if len(seen) == 10:
                 ready.wait(5)

@@ -255,7 +255,7 @@ class SSESource(Observable[Event]):
         decoder = Decoder(self.last_event_id, self.max_event_bytes)
 
         def stopped() -> bool:
-            return handle.aborted
+            return handle._aborted  # the slot, not the property: read once per event
 
         for chunk in connection.chunks():
             try:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from reactivex import abc
+from reactivex.observer.autodetachobserver import AutoDetachObserver
 
 from rxlens.errors import RxLensError, StreamClosed, is_downstream, mark_downstream
 from rxlens.sse._models import Event
@@ -66,6 +67,19 @@ def deliver(
         if isinstance(observer, FrameObserver):
             if events and observer.on_frames(events):
                 return StreamClosed("disposed")
+            return None
+        if observer.__class__ is AutoDetachObserver:
+            # What ``subscribe()`` wraps around a subscriber: its ``on_next`` only checks the
+            # wrapper's ``is_stopped`` before calling the subscriber's own function, so that
+            # check is made here and the function called directly (a call less per event).
+            detached = observer
+            call = observer._on_next
+            for event in events:
+                if stopped():
+                    return StreamClosed("disposed")
+                cursor.last_event_id = event[2]
+                if not detached.is_stopped:
+                    call(event)
             return None
         on_next = observer.on_next
         for event in events:

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from reactivex import Observable, abc, typing
 from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentDisposable
+from reactivex.observer.autodetachobserver import AutoDetachObserver
 from reactivex.scheduler import TimeoutScheduler, VirtualTimeScheduler
 
 from rxlens._timers import (
@@ -151,6 +152,16 @@ def fused_resume(
     return operator
 
 
+class _NeverStopped:
+    """Stands for an auto-detaching observer's flag where the observer is another kind."""
+
+    __slots__ = ()
+    is_stopped = False
+
+
+_NEVER_STOPPED = _NeverStopped()
+
+
 class _Link(FrameObserver):
     """One connection of a subscription: what ``heartbeat_timeout`` keeps per connection."""
 
@@ -268,6 +279,10 @@ class _Run(Generic[_T]):
         self.policy = policy
         self.cursor = cursor
         self.memory = memory
+        # The id length up to which ``memory._count`` entries fit ``memory._budget`` (see
+        # frames), and whether the memory's bytes are counted (from the first longer id).
+        self.fits = memory._budget // memory._count - ENTRY_OVERHEAD if memory._count else -1
+        self.counting = False
         self.max_id_length = max_id_length
         self.on_state = on_state
         self.sched = scheduler or sub_scheduler or TimeoutScheduler.singleton()
@@ -527,7 +542,14 @@ class _Run(Generic[_T]):
         hclock = self.hclock
         state = self.state
         observer = self.observer
-        on_next = observer.on_next
+        # The auto-detaching observer subscribe() wraps around the subscriber only checks its
+        # is_stopped before calling the subscriber's function: the loop checks it and calls
+        # the function itself (a call less per item). Any other observer is called as it is.
+        detached: Any = _NEVER_STOPPED
+        on_next: Callable[[Any], None] = observer.on_next
+        if type(observer) is AutoDetachObserver:
+            detached = observer
+            on_next = observer._on_next
         end_type = self.end_type
         only = self.only
         max_id_length = self.max_id_length
@@ -535,6 +557,7 @@ class _Run(Generic[_T]):
         order = memory._order
         remember = memory._count
         budget = memory._budget
+        fits = self.fits
         generation = link.generation
         with lock:
             for frame in frames:
@@ -565,13 +588,20 @@ class _Run(Generic[_T]):
                     continue
                 if state.first_at is None:
                     state.first_at = self.now()
-                key = getattr(item, "id", None)
+                # getattr(item, "id", None), without the call where the item has one.
+                try:
+                    key = item.id  # type: ignore[attr-defined]
+                except AttributeError:
+                    key = None
                 if key is not None:
                     text = isinstance(key, str)
                     if text and len(key) > max_id_length:
                         self.fail(EventIdTooLong(max_id_length, len(key)))
                         continue
-                    raw = getattr(item, "raw", None)
+                    try:
+                        raw = item.raw  # type: ignore[attr-defined]
+                    except AttributeError:
+                        raw = None
                     content = hash(raw) if raw.__class__ is str else _content(item)
                     window = state.window
                     if window is not None:
@@ -589,26 +619,37 @@ class _Run(Generic[_T]):
                     if remember:
                         if len(order) >= remember:
                             gone = order.popleft()[0]  # _size(gone), inline
-                            memory._bytes -= ENTRY_OVERHEAD + (
-                                len(gone) if isinstance(gone, str) else 0
-                            )
+                            if self.counting:
+                                memory._bytes -= ENTRY_OVERHEAD + (
+                                    len(gone) if isinstance(gone, str) else 0
+                                )
                         order.append((key, content))
-                        held = memory._bytes + ENTRY_OVERHEAD + (
-                            len(key) if key.__class__ is str else 0
-                        )
-                        while held > budget and order:
-                            held -= _size(order.popleft()[0])
-                        memory._bytes = held
+                        if not self.counting:
+                            # While every id is a str of at most ``fits`` characters, the
+                            # memory's ``remember`` entries fit its byte budget, which never
+                            # binds: the bytes are counted from the first id that breaks this.
+                            if key.__class__ is str and len(key) <= fits:
+                                pass
+                            else:
+                                self.counting = True
+                                memory._bytes = sum(_size(old) for old, _ in order) - _size(key)
+                        if self.counting:
+                            held = memory._bytes + ENTRY_OVERHEAD + (
+                                len(key) if key.__class__ is str else 0
+                            )
+                            while held > budget and order:
+                                held -= _size(order.popleft()[0])
+                            memory._bytes = held
                     if text:
                         state.last_id = key
                 # until_end, then the subscriber
                 try:
                     if end_type is None or not isinstance(item, end_type):
-                        if only is None or isinstance(item, only):
+                        if (only is None or isinstance(item, only)) and not detached.is_stopped:
                             on_next(item)
                     elif not self.ended:
                         self.ended = True
-                        if only is None or isinstance(item, only):
+                        if (only is None or isinstance(item, only)) and not detached.is_stopped:
                             on_next(item)
                         observer.on_completed()
                         self.dispose()
