@@ -339,20 +339,32 @@ def test_the_memory_forgets_the_same_ids_after_many_events(
     first = [(0, [("r1", str(n)) for n in range(100, 400)])]
     for start, dropped in ((oldest, True), (oldest - 1, False)):
         replay = [(1, [("r1", str(n)) for n in range(start, 400)] + [("end", None)])]
-        scenario = {
-            "connections": [(first, "drop"), (replay, "complete")],
-            "on_malformed": "emit",
-            "seconds": None,
-            "raise_at": None,
-            "cursor": True,
-            "start_id": "",
-            "memory": memory,
-        }
-        composed = run(scenario, "composed")
+        composed = _fused_equals_composed(_drop_then_replay(first, replay, memory))
         again = [entry[4] for entry in composed["seen"][300:] if entry[1] == "N"]
         assert again == ([None] if dropped else [str(n) for n in range(start, 400)] + [None])
-        assert run(scenario, "fused, a chunk at a time") == composed
-        assert run(scenario, "fused, frame by frame") == composed
+
+
+def _drop_then_replay(
+    first: list[Any], replay: list[Any], memory: dict[str, int]
+) -> dict[str, Any]:
+    """A connection dropped after ``first``, then one that sends ``replay`` and completes."""
+    return {
+        "connections": [(first, "drop"), (replay, "complete")],
+        "on_malformed": "emit",
+        "seconds": None,
+        "raise_at": None,
+        "cursor": True,
+        "start_id": "",
+        "memory": memory,
+    }
+
+
+def _fused_equals_composed(scenario: dict[str, Any]) -> dict[str, Any]:
+    """Runs ``scenario`` composed and fused (by chunks, frame by frame); all three equal."""
+    composed = run(scenario, "composed")
+    assert run(scenario, "fused, a chunk at a time") == composed
+    assert run(scenario, "fused, frame by frame") == composed
+    return composed
 
 
 @pytest.mark.parametrize("long_at", [0, 20, 25, 29])
@@ -368,18 +380,7 @@ def test_the_memory_counts_its_bytes_from_the_first_long_id_as_resume_does(long_
     memory = {"remember": 8, "remember_bytes": 8 * (64 + 3)}
     for start in range(len(ids) - 12, len(ids)):
         replay = [(1, [("r1", i) for i in ids[start:]] + [("end", None)])]
-        scenario = {
-            "connections": [(first, "drop"), (replay, "complete")],
-            "on_malformed": "emit",
-            "seconds": None,
-            "raise_at": None,
-            "cursor": True,
-            "start_id": "",
-            "memory": memory,
-        }
-        composed = run(scenario, "composed")
-        assert run(scenario, "fused, a chunk at a time") == composed
-        assert run(scenario, "fused, frame by frame") == composed
+        _fused_equals_composed(_drop_then_replay(first, replay, memory))
 
 
 def _results(ids: range) -> bytes:
