@@ -318,3 +318,14 @@ def test_the_live_view_renders_sessions_windows_alerts_and_resumes() -> None:
     assert "alerts (rising edges): 1" in text
     assert "connection lost after id 3 (OSError); reconnecting in 0.5 s" in text
     assert view.out.getvalue() == ""  # the live view prints nothing by itself
+
+
+def test_a_window_without_results_is_not_called_a_tie() -> None:
+    # The demo's last window is often cut short with no result in it: it said "none (a tie)".
+    from collections import Counter
+
+    from rxlens.cli._demo import _show
+
+    assert _show(None, Counter()) == "none (no results)"
+    assert _show(None, Counter({"A": 2, "B": 2})) == "none (a tie)"
+    assert _show("BROKEN", Counter({"BROKEN": 3})) == "BROKEN"

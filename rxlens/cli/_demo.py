@@ -428,7 +428,8 @@ class DemoView:
             view = WindowView(len(self.windows) + 1, self.elapsed(), counts, votes)
             self.windows.append(view)
             parts = [
-                f"{self.tracks[sid].name} {_top(counts[sid], 2)} -> vote {_show(votes[sid])}"
+                f"{self.tracks[sid].name} {_top(counts[sid], 2)} -> vote "
+                f"{_show(votes[sid], counts[sid])}"
                 for sid in self.tracks
             ]
             self.say(f"window {view.index}: " + " | ".join(parts))
@@ -522,7 +523,7 @@ class DemoView:
                 windows.add_row(
                     t.name,
                     _top(last.counts[sid], 2) if last else "-",
-                    _show(last.votes[sid]) if last else "-",
+                    _show(last.votes[sid], last.counts[sid]) if last else "-",
                     _top(self.current[sid], 2),
                 )
             alerts = Text(f"alerts (rising edges): {len(self.alerts)}")
@@ -562,8 +563,11 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _show(value: Hashable | None) -> str:
-    return "none (a tie)" if value is None else _short(str(value), 36)
+def _show(value: Hashable | None, counts: Counter[Hashable]) -> str:
+    """A window's vote; None is a tie (VOTE_SHARE is 0), or a window with no result at all."""
+    if value is None:
+        return "none (a tie)" if counts else "none (no results)"
+    return _short(str(value), 36)
 
 
 def _top(counts: Counter[Hashable], n: int) -> str:
@@ -836,7 +840,9 @@ def _print_summary(view: DemoView, out: IO[str], *, measured: bool) -> None:
             lines.append(f"  {'':<9} {drops}" + "".join(f"; {r}" for r in t.resumes))
         lines.append(f"  windows of {view.window:g} s: {len(view.windows)}")
         for w in view.windows:
-            votes = ", ".join(f"{view.tracks[sid].name} {_show(v)}" for sid, v in w.votes.items())
+            votes = ", ".join(
+                f"{view.tracks[sid].name} {_show(v, w.counts[sid])}" for sid, v in w.votes.items()
+            )
             lines.append(f"    window {w.index}: vote {votes}")
         lines.append(f"  alerts (rising edges, held {ALERT_HOLD:g} s): {len(view.alerts)}")
     print("\n".join(lines), file=out, flush=True)
