@@ -208,8 +208,9 @@ class LensClient:
 
         Each open connection of :meth:`events`, :meth:`connect` and the mailbox channel is
         closed, and its subscriber gets :class:`~rxlens.errors.ClientClosed` (not retryable:
-        ``resume`` ends too). A stream waiting to reconnect ends the same way at its next
-        attempt, without connecting; a stream subscribed after ``close()`` fails at once. With
+        ``resume`` ends too). A stream of :meth:`events` waiting to reconnect ends at once (one
+        composed by hand on :meth:`connect` at its next attempt, without connecting); a stream
+        subscribed after ``close()`` fails at once. With
         ``io="asyncio"`` the I/O thread stops too (after telling its subscribers, on it).
         Closing twice does nothing more.
         """

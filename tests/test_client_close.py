@@ -79,19 +79,21 @@ def test_a_stream_subscribed_after_close_fails_at_once(emu: LensEmulator, io: An
 
 
 @pytest.mark.parametrize("io", IO)
-def test_a_stream_waiting_to_reconnect_ends_at_its_next_attempt(
-    emu: LensEmulator, io: Any
-) -> None:
+def test_a_stream_waiting_to_reconnect_ends_at_once(emu: LensEmulator, io: Any) -> None:
+    # The back-off is 30 s: the stream must end now, not at its next attempt.
     client = LensClient(api_key=KEY, base_url=emu.base_url, io=io)
     sid = emu.create_session(faults=Faults(drop_after=1, drops=1))
-    policy = RetryPolicy(base=0.5, cap=0.5, jitter=0.0, max_attempts=5)
-    sink, _ = subscribe(client.events(sid, policy=policy))
+    policy = RetryPolicy(base=30.0, cap=30.0, jitter=0.0, max_attempts=5)
+    states: list[Any] = []
+    sink, _ = subscribe(client.events(sid, policy=policy, on_state=states.append))
     emu.wait_readers(sid, 1)
     emu.push_many(sid, [{"type": "inference.result", "event_data": {"response": ["r"]}}] * 2)
-    emu.wait_until(sid, lambda s: s.connections == 1 and s.readers_open == 0)  # dropped
-    client.close()  # during the 0.5 s back-off
+    eventually(lambda: [s.kind for s in states][-1:] == ["backing_off"])  # the drop was seen
+    started = time.monotonic()
+    client.close()  # during the 30 s back-off
     sink.wait(5)
     assert isinstance(sink.error, ClientClosed), repr(sink.error)
+    assert time.monotonic() - started < 5
     assert emu.session_stats(sid).connections == 1
     eventually(lambda: not reader_threads())
 
@@ -106,3 +108,24 @@ def test_close_ends_a_mailbox_stream(emu: LensEmulator) -> None:
     sink.wait(5)
     assert isinstance(sink.error, ClientClosed), repr(sink.error)
     eventually(lambda: not reader_threads())
+
+
+@pytest.mark.parametrize("io", IO)
+def test_the_client_keeps_nothing_of_a_stream_disposed_while_it_waits(
+    emu: LensEmulator, io: Any
+) -> None:
+    # A long-lived client must not hold on to every subscription that ever waited to
+    # reconnect: disposing one takes it out of what close() would end.
+    client = LensClient(api_key=KEY, base_url=emu.base_url, io=io)
+    sid = emu.create_session(faults=Faults(drop_after=1, drops=1))
+    policy = RetryPolicy(base=30.0, cap=30.0, jitter=0.0, max_attempts=5)
+    states: list[Any] = []
+    sink, subscription = subscribe(client.events(sid, policy=policy, on_state=states.append))
+    emu.wait_readers(sid, 1)
+    emu.push_many(sid, [{"type": "inference.result", "event_data": {"response": ["r"]}}] * 2)
+    eventually(lambda: [s.kind for s in states][-1:] == ["backing_off"])
+    assert len(client._closer._ends) == 1  # the wait is registered
+    subscription.dispose()
+    assert len(client._closer._ends) == 0
+    client.close()
+    assert sink.error is None  # disposed: nobody is told

@@ -35,6 +35,7 @@ from rxlens._timers import (
     shared_timers,
 )
 from rxlens.errors import (
+    ClientClosed,
     EventIdTooLong,
     HeartbeatTimeout,
     LocalError,
@@ -44,6 +45,7 @@ from rxlens.errors import (
 )
 from rxlens.retry import RetryPolicy
 from rxlens.sse._aio import AsyncSSESource
+from rxlens.sse._closing import Closer
 from rxlens.sse._connect import SSESource
 from rxlens.sse._delivery import FrameObserver
 from rxlens.sse._models import Event
@@ -302,6 +304,10 @@ class _Run(Generic[_T]):
         self.upstream = SerialDisposable()
         self.retry_timer = SerialDisposable()
         self.ended = False  # until_end's: the end went through
+        # While a reconnect waits: its registration with the client's Closer (the source's
+        # ``closer``), so that LensClient.close() ends the wait at once, not at the next attempt.
+        self.closer: Closer | None = getattr(source, "closer", None)
+        self.waiting: int | None = None
 
     # -- resume ---------------------------------------------------------------------------------
 
@@ -359,6 +365,7 @@ class _Run(Generic[_T]):
         """Open the next connection (``resume``'s subscribe_upstream, ``heartbeat_timeout``'s
         subscribe)."""
         state = self.state
+        self.stop_waiting()
         with self.lock:
             if state.done:
                 return
@@ -437,6 +444,26 @@ class _Run(Generic[_T]):
         self.retry_timer.disposable = self.sched.schedule_relative(
             decision.delay, lambda _s, _st: self.connect()
         )
+        if self.closer is not None:
+            self.waiting = self.closer.add(self.client_closed)
+            if self.waiting is None:
+                self.client_closed()  # closed already: no wait for a connection it refuses
+
+    def client_closed(self) -> None:
+        """LensClient.close() while a reconnect waits: end now with ClientClosed."""
+        self.retry_timer.dispose()
+        with self.lock:
+            state = self.state
+            if state.done:
+                return
+            state.done = True
+            self.end_error(ClientClosed())
+
+    def stop_waiting(self) -> None:
+        closer, key = self.closer, self.waiting
+        if closer is not None and key is not None:
+            self.waiting = None
+            closer.discard(key)
 
     def completed(self, link: _Link) -> None:
         state = self.state
@@ -450,6 +477,7 @@ class _Run(Generic[_T]):
         # No lock: a subscriber blocked in on_next must not delay disposal.
         self.state.done = True
         self.retry_timer.dispose()
+        self.stop_waiting()  # the client's Closer must not keep a disposed subscription
         self.upstream.dispose()
 
     # -- until_end ------------------------------------------------------------------------------
