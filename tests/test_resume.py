@@ -674,3 +674,16 @@ def test_the_connection_is_closed_before_the_subscriber_hears_of_an_over_long_id
     xs.pipe(resume(POLICY)).subscribe(on_error=on_error, scheduler=scheduler)
     scheduler.advance_to(100)
     assert closed_at == [10]
+
+
+class _Id(str):
+    """An id of a str subclass (a user's own source may hand those out)."""
+
+
+def test_ids_of_a_str_subclass_count_their_characters_as_str_ids_do() -> None:
+    # Before, an id was counted 64 bytes when remembered (its characters only for an exact
+    # str) but 64 plus its characters when forgotten: the count drifted below what was held,
+    # so the byte budget held more than it said.
+    a, b, c, d = (Item(_Id(ch * 100), ch) for ch in "abcd")
+    assert replay_after([a, b, c], [b, c, d], remember_bytes=2 * 164) == [a, b, c, d]
+    assert replay_after([a, b, c], [b, c, d], remember_bytes=2 * 164 - 1) == [a, b, c, b, c, d]

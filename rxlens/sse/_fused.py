@@ -663,7 +663,7 @@ class _Run(Generic[_T]):
                                 memory._bytes = sum(_size(old) for old, _ in order) - _size(key)
                         if self.counting:
                             held = memory._bytes + ENTRY_OVERHEAD + (
-                                len(key) if key.__class__ is str else 0
+                                len(key) if isinstance(key, str) else 0
                             )
                             while held > budget and order:
                                 held -= _size(order.popleft()[0])

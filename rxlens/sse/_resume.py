@@ -106,7 +106,7 @@ class _Memory:
                 return
             self._bytes -= _size(order.popleft()[0])
         order.append((key, content))
-        self._bytes += (len(key) if key.__class__ is str else 0) + ENTRY_OVERHEAD
+        self._bytes += (len(key) if isinstance(key, str) else 0) + ENTRY_OVERHEAD  # _size(key)
         if self._bytes > self._budget:
             while self._bytes > self._budget and order:
                 self._bytes -= _size(order.popleft()[0])
