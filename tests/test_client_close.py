@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sinks import subscribe
+from sinks import Sink, subscribe
 
 from rxlens import LensClient, RetryPolicy
 from rxlens.emulator import Faults, LensEmulator
@@ -78,17 +78,23 @@ def test_a_stream_subscribed_after_close_fails_at_once(emu: LensEmulator, io: An
     eventually(lambda: not reader_threads())
 
 
-@pytest.mark.parametrize("io", IO)
-def test_a_stream_waiting_to_reconnect_ends_at_once(emu: LensEmulator, io: Any) -> None:
-    # The back-off is 30 s: the stream must end now, not at its next attempt.
+def waiting_to_reconnect(emu: LensEmulator, io: Any) -> tuple[LensClient, str, Sink, Any]:
+    """A client.events() stream dropped after its first result, waiting 30 s to reconnect."""
     client = LensClient(api_key=KEY, base_url=emu.base_url, io=io)
     sid = emu.create_session(faults=Faults(drop_after=1, drops=1))
     policy = RetryPolicy(base=30.0, cap=30.0, jitter=0.0, max_attempts=5)
     states: list[Any] = []
-    sink, _ = subscribe(client.events(sid, policy=policy, on_state=states.append))
+    sink, subscription = subscribe(client.events(sid, policy=policy, on_state=states.append))
     emu.wait_readers(sid, 1)
     emu.push_many(sid, [{"type": "inference.result", "event_data": {"response": ["r"]}}] * 2)
     eventually(lambda: [s.kind for s in states][-1:] == ["backing_off"])  # the drop was seen
+    return client, sid, sink, subscription
+
+
+@pytest.mark.parametrize("io", IO)
+def test_a_stream_waiting_to_reconnect_ends_at_once(emu: LensEmulator, io: Any) -> None:
+    # The back-off is 30 s: the stream must end now, not at its next attempt.
+    client, sid, sink, _ = waiting_to_reconnect(emu, io)
     started = time.monotonic()
     client.close()  # during the 30 s back-off
     sink.wait(5)
@@ -116,14 +122,7 @@ def test_the_client_keeps_nothing_of_a_stream_disposed_while_it_waits(
 ) -> None:
     # A long-lived client must not hold on to every subscription that ever waited to
     # reconnect: disposing one takes it out of what close() would end.
-    client = LensClient(api_key=KEY, base_url=emu.base_url, io=io)
-    sid = emu.create_session(faults=Faults(drop_after=1, drops=1))
-    policy = RetryPolicy(base=30.0, cap=30.0, jitter=0.0, max_attempts=5)
-    states: list[Any] = []
-    sink, subscription = subscribe(client.events(sid, policy=policy, on_state=states.append))
-    emu.wait_readers(sid, 1)
-    emu.push_many(sid, [{"type": "inference.result", "event_data": {"response": ["r"]}}] * 2)
-    eventually(lambda: [s.kind for s in states][-1:] == ["backing_off"])
+    client, _sid, sink, subscription = waiting_to_reconnect(emu, io)
     assert len(client._closer._ends) == 1  # the wait is registered
     subscription.dispose()
     assert len(client._closer._ends) == 0
