@@ -39,7 +39,6 @@ from rxlens.errors import (
     EventIdTooLong,
     HeartbeatTimeout,
     LocalError,
-    RetriesExhausted,
     is_downstream,
     mark_downstream,
 )
@@ -56,13 +55,17 @@ from rxlens.sse._resume import (
     MAX_ID_LENGTH,
     Cursor,
     _content,
+    _decide,
+    _final_error,
     _Memory,
     _numeric_before,
+    _report,
     _show,
     _size,
     _State,
+    _went_back_note,
 )
-from rxlens.sse._state import ConnectionState, StateCallback, StateKind, report
+from rxlens.sse._state import StateCallback, StateKind
 from rxlens.sse._transport import safe_url
 
 _T = TypeVar("_T")
@@ -221,26 +224,19 @@ class _Link(FrameObserver):
     # on_error or on_completed raises (as an auto-detaching observer does).
 
     def on_error(self, error: Exception) -> None:
-        run = self.run
-        with run.lock:
-            if self.stopped:
-                return
-            self.stopped = True
-            self.timer.dispose()
-            try:
-                run.failed(self, error)
-            finally:
-                self.dispose()
+        self._end(lambda: self.run.failed(self, error))
 
     def on_completed(self) -> None:
-        run = self.run
-        with run.lock:
+        self._end(lambda: self.run.completed(self))
+
+    def _end(self, step: Callable[[], None]) -> None:
+        with self.run.lock:
             if self.stopped:
                 return
             self.stopped = True
             self.timer.dispose()
             try:
-                run.completed(self)
+                step()
             finally:
                 self.dispose()
 
@@ -327,31 +323,10 @@ class _Run(Generic[_T]):
         error: Exception | None = None,
         note: str = "",
     ) -> None:
-        if self.on_state is not None:
-            url, last_event_id = self.where()
-            report(
-                self.on_state,
-                ConnectionState(
-                    kind,
-                    url,
-                    last_event_id=last_event_id,
-                    attempt=attempt,
-                    delay=delay,
-                    error=error,
-                    at=self.now(),
-                    note=note,
-                ),
-            )
+        _report(self.on_state, kind, self.where, self.now(), attempt, delay, error, note)
 
     def went_back(self, key: Hashable) -> None:
-        resumed_from = self.state.resumed_from
-        shown = _show(key) if isinstance(key, str) else repr(type(key))
-        note = (
-            f"the server's event ids went back after the reconnect (resumed after "
-            f"{_show(resumed_from) if resumed_from else 'no id'}, then got {shown}): it "
-            "restarted or reuses ids; its events are delivered as new, none dropped "
-            "(some may repeat earlier ones)"
-        )
+        note = _went_back_note(self.state.resumed_from, key)
         log.warning("%s", note)
         warnings.warn(note, UserWarning, stacklevel=2)
         self.tell("open", note=note)
@@ -405,35 +380,15 @@ class _Run(Generic[_T]):
             state.done = True
             self.end_error(error)
             return
-        first_at = state.first_at
-        healthy = 0.0 if first_at is None else self.now() - first_at
-        try:
-            decision = self.policy.decide(
-                error,
-                state.retry,
-                now=self.now(),
-                healthy_for=healthy,
-                delivered=first_at is not None,
-                retry_ms=getattr(error, "retry_ms", None),
-            )
-        except Exception as exc:  # the policy failed: end, typed, never hang
+        decision = _decide(self.policy, state, error, self.now())
+        if isinstance(decision, LocalError):  # the policy failed
             state.done = True
-            failure = LocalError(f"the retry policy raised {type(exc).__name__}: {exc}")
-            failure.__cause__ = exc
-            self.end_error(failure)
+            self.end_error(decision)
             return
         state.retry = decision.state
         if not decision.retry:
             state.done = True
-            final: Exception = error
-            if self.policy.retryable(error):
-                started = decision.state.started_at
-                final = RetriesExhausted(
-                    decision.state.attempt - 1,
-                    0.0 if started is None else self.now() - started,
-                    error,
-                )
-                final.__cause__ = error
+            final = _final_error(self.policy, decision, error, self.now())
             self.tell("failed", decision.state.attempt, None, error)
             log.info("giving up: %s (%s)", decision.reason, error)
             self.end_error(final)

@@ -26,7 +26,7 @@ from rxlens.errors import (
     is_downstream,
     mark_downstream,
 )
-from rxlens.retry import RetryPolicy, RetryState
+from rxlens.retry import Decision, RetryPolicy, RetryState
 from rxlens.sse._state import ConnectionState, StateCallback, StateKind, report
 from rxlens.sse._transport import safe_url
 
@@ -113,6 +113,81 @@ class _Memory:
 
     def window(self) -> _Window:
         return _Window(set(self._order), {key for key, _ in self._order})
+
+
+def _report(
+    on_state: StateCallback | None,
+    kind: StateKind,
+    where: Callable[[], tuple[str, str]],
+    at: float,
+    attempt: int = 0,
+    delay: float | None = None,
+    error: Exception | None = None,
+    note: str = "",
+) -> None:
+    """Tell ``on_state`` of ``kind`` (the cursor's URL and id read from ``where`` only then)."""
+    if on_state is not None:
+        url, last_event_id = where()
+        report(
+            on_state,
+            ConnectionState(
+                kind,
+                url,
+                last_event_id=last_event_id,
+                attempt=attempt,
+                delay=delay,
+                error=error,
+                at=at,
+                note=note,
+            ),
+        )
+
+
+def _went_back_note(resumed_from: str, key: Hashable) -> str:
+    """The warning for ids that went back after a reconnect (resumed after ``resumed_from``)."""
+    shown = _show(key) if isinstance(key, str) else repr(type(key))
+    return (
+        f"the server's event ids went back after the reconnect (resumed after "
+        f"{_show(resumed_from) if resumed_from else 'no id'}, then got {shown}): it "
+        "restarted or reuses ids; its events are delivered as new, none dropped "
+        "(some may repeat earlier ones)"
+    )
+
+
+def _decide(
+    policy: RetryPolicy, state: _State, error: Exception, now: float
+) -> Decision | LocalError:
+    """The policy's decision on a connection's ``error``, or, when the policy itself raised,
+    the typed error the stream ends with (never a hang)."""
+    first_at = state.first_at
+    try:
+        return policy.decide(
+            error,
+            state.retry,
+            now=now,
+            healthy_for=0.0 if first_at is None else now - first_at,
+            delivered=first_at is not None,
+            retry_ms=getattr(error, "retry_ms", None),
+        )
+    except Exception as exc:
+        failure = LocalError(f"the retry policy raised {type(exc).__name__}: {exc}")
+        failure.__cause__ = exc
+        return failure
+
+
+def _final_error(
+    policy: RetryPolicy, decision: Decision, error: Exception, now: float
+) -> Exception:
+    """What the stream ends with when the policy gives up: ``error`` itself when it is not
+    retryable, else :class:`RetriesExhausted` caused by it."""
+    if not policy.retryable(error):
+        return error
+    started = decision.state.started_at
+    final = RetriesExhausted(
+        decision.state.attempt - 1, 0.0 if started is None else now - started, error
+    )
+    final.__cause__ = error
+    return final
 
 
 def _size(key: Hashable) -> int:
@@ -240,31 +315,10 @@ def resume(
                 error: Exception | None = None,
                 note: str = "",
             ) -> None:
-                if on_state is not None:
-                    url, last_event_id = where()
-                    report(
-                        on_state,
-                        ConnectionState(
-                            kind,
-                            url,
-                            last_event_id=last_event_id,
-                            attempt=attempt,
-                            delay=delay,
-                            error=error,
-                            at=now(),
-                            note=note,
-                        ),
-                    )
+                _report(on_state, kind, where, now(), attempt, delay, error, note)
 
             def went_back(key: Hashable) -> None:
-                resumed_from = state.resumed_from
-                shown = _show(key) if isinstance(key, str) else repr(type(key))
-                note = (
-                    f"the server's event ids went back after the reconnect (resumed after "
-                    f"{_show(resumed_from) if resumed_from else 'no id'}, then got {shown}): it "
-                    "restarted or reuses ids; its events are delivered as new, none dropped "
-                    "(some may repeat earlier ones)"
-                )
+                note = _went_back_note(state.resumed_from, key)
                 log.warning("%s", note)
                 warnings.warn(note, UserWarning, stacklevel=2)
                 tell("open", note=note)
@@ -327,37 +381,15 @@ def resume(
                             state.done = True
                             observer.on_error(error)
                             return
-                        first_at = state.first_at
-                        healthy = 0.0 if first_at is None else now() - first_at
-                        try:
-                            decision = chosen.decide(
-                                error,
-                                state.retry,
-                                now=now(),
-                                healthy_for=healthy,
-                                delivered=first_at is not None,
-                                retry_ms=getattr(error, "retry_ms", None),
-                            )
-                        except Exception as exc:  # the policy failed: end, typed, never hang
+                        decision = _decide(chosen, state, error, now())
+                        if isinstance(decision, LocalError):  # the policy failed
                             state.done = True
-                            failure = LocalError(
-                                f"the retry policy raised {type(exc).__name__}: {exc}"
-                            )
-                            failure.__cause__ = exc
-                            observer.on_error(failure)
+                            observer.on_error(decision)
                             return
                         state.retry = decision.state
                         if not decision.retry:
                             state.done = True
-                            final: Exception = error
-                            if chosen.retryable(error):
-                                started = decision.state.started_at
-                                final = RetriesExhausted(
-                                    decision.state.attempt - 1,
-                                    0.0 if started is None else now() - started,
-                                    error,
-                                )
-                                final.__cause__ = error
+                            final = _final_error(chosen, decision, error, now())
                             tell("failed", decision.state.attempt, None, error)
                             log.info("giving up: %s (%s)", decision.reason, error)
                             observer.on_error(final)
