@@ -53,7 +53,7 @@ from rxlens.errors import (
     RxLensError,
     TransportError,
 )
-from rxlens.sse import Closer, ConnectionState, Event, StateCallback
+from rxlens.sse import Closer, ConnectionState, Event, StateCallback, registered
 
 log = logging.getLogger("rxlens.mailbox")
 
@@ -292,16 +292,11 @@ class MailboxSource(Observable[Event]):
     # --- one connection -------------------------------------------------------------------------
 
     def _run(self, observer: abc.ObserverBase[Event], stop: _Stop) -> None:
-        closer = self.closer
-        key = None if closer is None else closer.add(stop.close_by_client)
-        try:
-            if closer is not None and key is None:
+        with registered(self.closer, stop.close_by_client) as may_open:
+            if not may_open:
                 observer.on_error(ClientClosed("mailbox stream"))  # no connection from it
                 return
             self._run_connection(observer, stop)
-        finally:
-            if closer is not None:
-                closer.discard(key)
 
     def _run_connection(self, observer: abc.ObserverBase[Event], stop: _Stop) -> None:
         try:

@@ -19,6 +19,7 @@ from reactivex import Observable, abc
 from rxlens.retry import RetryPolicy
 from rxlens.sse._aio import AsyncSSESource, IOLoop
 from rxlens.sse._closing import Closer as Closer
+from rxlens.sse._closing import registered as registered
 from rxlens.sse._connect import SSESource, connect
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES as DEFAULT_MAX_EVENT_BYTES
 from rxlens.sse._decoder import Decoder

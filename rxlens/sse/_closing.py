@@ -15,7 +15,8 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger("rxlens.sse")
 
@@ -62,3 +63,21 @@ class Closer:
                 end()
             except Exception:  # one connection that cannot be ended must not keep the others
                 log.exception("ending a connection at LensClient.close() raised")
+
+
+@contextmanager
+def registered(closer: Closer | None, end: Callable[[], None]) -> Iterator[bool]:
+    """One connection's time with its client's ``closer`` (None: a source made without one).
+
+    Yields whether the connection may open (False: the client is closed; connect nothing,
+    tell the subscriber :class:`~rxlens.errors.ClientClosed`); ``end`` is registered meanwhile
+    and forgotten on the way out, however the connection ended.
+    """
+    if closer is None:
+        yield True
+        return
+    key = closer.add(end)
+    try:
+        yield key is not None
+    finally:
+        closer.discard(key)

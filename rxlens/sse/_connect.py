@@ -23,7 +23,7 @@ from rxlens.errors import (
     TransportError,
     UnsendableEventId,
 )
-from rxlens.sse._closing import Closer
+from rxlens.sse._closing import Closer, registered
 from rxlens.sse._decoder import _DEFAULT_MAX_EVENT_BYTES, Decoder
 from rxlens.sse._delivery import FrameObserver, deliver, finish
 from rxlens.sse._models import Event
@@ -191,30 +191,26 @@ class SSESource(Observable[Event]):
     def _run(self, observer: abc.ObserverBase[Event], handle: SocketHandle) -> None:
         # The body of the reader thread: whatever fails in the library ends the subscription
         # with a typed on_error, never the thread alone.
-        closer = self.closer
-        key = None if closer is None else closer.add(handle.close_by_client)
-        terminated = False
-        try:
-            if closer is not None and key is None:
-                error: Exception | None = ClientClosed()  # no connection from a closed client
-            else:
-                error = self._connect_and_read(observer, handle)
-                if handle.aborted:
-                    self._state("closed")
-                    if not handle.client_closed:
-                        return  # disposed: nobody is told
-                    error = ClientClosed()
-            terminated = True
-            finish(observer, error, self.retry_ms, lambda: self._state("closed"))
-        except Exception as exc:
-            if terminated:
-                # The subscriber's own on_error / on_completed raised: nobody is left to tell.
-                log.exception("a subscriber's on_error or on_completed raised (thread ends)")
-                return
-            observer.on_error(unexpected_error(exc, after_open=True))
-        finally:
-            if closer is not None:
-                closer.discard(key)
+        with registered(self.closer, handle.close_by_client) as may_open:
+            terminated = False
+            try:
+                if not may_open:
+                    error: Exception | None = ClientClosed()  # no connection from a closed client
+                else:
+                    error = self._connect_and_read(observer, handle)
+                    if handle.aborted:
+                        self._state("closed")
+                        if not handle.client_closed:
+                            return  # disposed: nobody is told
+                        error = ClientClosed()
+                terminated = True
+                finish(observer, error, self.retry_ms, lambda: self._state("closed"))
+            except Exception as exc:
+                if terminated:
+                    # The subscriber's own on_error / on_completed raised: nobody is left to tell.
+                    log.exception("a subscriber's on_error or on_completed raised (thread ends)")
+                    return
+                observer.on_error(unexpected_error(exc, after_open=True))
 
     def _connect_and_read(
         self, observer: abc.ObserverBase[Event], handle: SocketHandle
