@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import mailbox, recording_load, report
-from benchmarks.contenders import CONTENDERS
+from benchmarks.contenders import CONTENDERS, THROUGHPUT_ONLY
 from benchmarks.control import Server, start_server, stop_server
 from benchmarks.large import MIB
 
 HERE = Path(__file__).resolve().parent
-ALL = list(CONTENDERS)
+ALL = [k for k in CONTENDERS if k not in THROUGHPUT_ONLY]
+#: The throughput measure also runs the reference rows (see contenders.THROUGHPUT_ONLY).
+THROUGHPUT = ALL + list(THROUGHPUT_ONLY)
 #: The quick run (CI) leaves the asyncio design to its fan-in ladder, to stay within its time.
 QUICK_ALL = [k for k in ALL if k != "rxlens-asyncio"]
 RXLENS = ["rxlens-typed", "rxlens-raw"]
@@ -40,7 +42,7 @@ QUICK_FANIN_LADDERS: dict[str, dict[str, Any]] = {
 #: measure -> (params, contenders). The quick run keeps every code path and drops the volume;
 #: the vendor SDK's resume (its back-off sleeps 1 s then 10 s) is left to the full run.
 QUICK: dict[str, tuple[dict[str, Any], list[str]]] = {
-    "throughput": ({"n": 20_000, "repeats": 1, "timeout": 20}, ALL),
+    "throughput": ({"n": 20_000, "repeats": 1, "timeout": 20}, THROUGHPUT),
     "latency": ({"n": 30, "rate": 100}, QUICK_ALL),
     "large": ({"sizes": [2 * MIB, 8 * MIB], "repeats": 1, "timeout": 3}, QUICK_ALL),
     "first_event": ({"hold": 1.0, "repeats": 1}, QUICK_ALL),
@@ -54,7 +56,7 @@ QUICK: dict[str, tuple[dict[str, Any], list[str]]] = {
     "mailbox": (mailbox.QUICK, []),
 }
 FULL: dict[str, tuple[dict[str, Any], list[str]]] = {
-    "throughput": ({"n": 200_000, "repeats": 3, "timeout": 120}, ALL),
+    "throughput": ({"n": 200_000, "repeats": 3, "timeout": 120}, THROUGHPUT),
     "latency": ({"n": 1000, "rate": 100}, ALL),
     "large": ({"sizes": [2 * MIB, 8 * MIB], "repeats": 3, "timeout": 30}, ALL),
     "first_event": ({"hold": 3.0, "repeats": 3}, ALL),
@@ -132,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     chosen = [k for k in args.contenders.split(",") if k]
-    unknown_keys = set(chosen) - set(ALL)
+    unknown_keys = set(chosen) - set(CONTENDERS)
     if unknown_keys:
         parser.error(f"unknown contenders: {', '.join(sorted(unknown_keys))}")
-    available = [k for k in ALL if CONTENDERS[k].available() and (not chosen or k in chosen)]
-    missing = [k for k in ALL if not CONTENDERS[k].available()]
+    available = [k for k in THROUGHPUT if CONTENDERS[k].available() and (not chosen or k in chosen)]
+    missing = [k for k in THROUGHPUT if not CONTENDERS[k].available()]
     ladders = QUICK_FANIN_LADDERS if args.quick else FANIN_LADDERS
     machine = report.machine()
     started = time.monotonic()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import json.scanner
 import logging
 import socket
 import threading
@@ -144,26 +145,45 @@ def _raw_setup(server: Server) -> Any:
     return server
 
 
-def _raw_start(server: Server, sid: str, sink: Sink, options: dict[str, Any]) -> Handle:
-    from rxlens.sse import connect, stream
+def _raw_reader(method: bool) -> Callable[[Server, str, Sink, dict[str, Any]], Handle]:
+    """A raw-frames contender: its subscriber decodes each frame's JSON with ``frame.json()``
+    (``method``, as the README shows) or with its own ``json.loads(frame.data)``."""
 
-    url = server.consumer_url(sid)
-    policy = options.get("policy")
-    # connect() is one connection; stream() is connect + resume, for the resume measure.
-    source = connect(url, headers=AUTH) if policy is None else stream(url, policy, headers=AUTH)
-    loads = json.loads
-    item = sink.item
+    def start(server: Server, sid: str, sink: Sink, options: dict[str, Any]) -> Handle:
+        from rxlens.sse import connect, stream
 
-    def on_next(frame: Any) -> None:
-        payload = loads(frame.data)
-        kind = payload["type"]
-        if kind == RESULT:
-            item(payload)
-        elif kind == END:
-            sink.end()
+        url = server.consumer_url(sid)
+        policy = options.get("policy")
+        # connect() is one connection; stream() is connect + resume, for the resume measure.
+        source = connect(url, headers=AUTH) if policy is None else stream(url, policy, headers=AUTH)
+        loads = json.loads
+        item = sink.item
 
-    subscription = source.subscribe(on_next, sink.fail, sink.end)
-    return Handle(subscription.dispose)
+        def on_json(frame: Any) -> None:
+            payload = frame.json()
+            kind = payload["type"]
+            if kind == RESULT:
+                item(payload)
+            elif kind == END:
+                sink.end()
+
+        def on_loads(frame: Any) -> None:
+            payload = loads(frame.data)
+            kind = payload["type"]
+            if kind == RESULT:
+                item(payload)
+            elif kind == END:
+                sink.end()
+
+        on_next = on_json if method else on_loads
+        subscription = source.subscribe(on_next, sink.fail, sink.end)
+        return Handle(subscription.dispose)
+
+    return start
+
+
+_raw_start = _raw_reader(method=True)
+_raw_loads_start = _raw_reader(method=False)
 
 
 # --- the vendor SDK ---------------------------------------------------------------------------
@@ -290,6 +310,16 @@ def _httpx_sse_start(server: Server, sid: str, sink: Sink, options: dict[str, An
 
 def _limit_start(server: Server, sid: str, sink: Sink, options: dict[str, Any]) -> Handle:
     """The least work any Python client must do: read, undo the chunking, split, decode."""
+    return _limit_reader(server, sid, sink, scanner=False)
+
+
+def _limit_scan_start(server: Server, sid: str, sink: Sink, options: dict[str, Any]) -> Handle:
+    """The limit with the stdlib's C JSON scanner called directly, as rxlens decodes JSON: a
+    reference row (the ratios stay against the limit with ``json.loads``)."""
+    return _limit_reader(server, sid, sink, scanner=True)
+
+
+def _limit_reader(server: Server, sid: str, sink: Sink, scanner: bool) -> Handle:
     sock = socket.create_connection((server.host, server.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     path = server.consumer_url(sid).split(str(server.port), 1)[1]
@@ -302,7 +332,7 @@ def _limit_start(server: Server, sid: str, sink: Sink, options: dict[str, Any]) 
 
     def run() -> None:
         try:
-            _limit_loop(sock, item, sink)
+            _limit_loop(sock, item, sink, scanner)
         except OSError as exc:
             sink.fail(exc)
         finally:
@@ -317,9 +347,14 @@ def _limit_start(server: Server, sid: str, sink: Sink, options: dict[str, Any]) 
     return Handle(close)
 
 
-def _limit_loop(sock: socket.socket, item: Callable[[Any], None], sink: Sink) -> None:
+def _limit_loop(
+    sock: socket.socket, item: Callable[[Any], None], sink: Sink, scanner: bool
+) -> None:
     recv = sock.recv
     loads = json.loads
+    # json.loads's value without its wrapper when the scan covers the whole text (else
+    # json.loads decides): rxlens's JSON decoding (rxlens/_json.py), written out here.
+    scan = json.scanner.c_make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
     head = b""
     while b"\r\n\r\n" not in head:
         data = recv(65536)
@@ -377,14 +412,27 @@ def _limit_loop(sock: socket.socket, item: Callable[[Any], None], sink: Sink) ->
             body = [rest] if rest else []
             # One decode per read (json.loads of bytes would detect the encoding per frame).
             frames = text[:cut].decode("utf-8", "replace").split("\n\n")
-        for frame in frames:
-            payload = loads(frame[frame.find("data: ") + 6 :])
-            kind = payload["type"]
-            if kind == RESULT:
-                item(payload)
-            elif kind == END:
-                sink.end()
-                return
+        if scanner:
+            for frame in frames:
+                value = frame[frame.find("data: ") + 6 :]
+                payload, end = scan(value, 0)
+                if end != len(value):
+                    payload = loads(value)
+                kind = payload["type"]
+                if kind == RESULT:
+                    item(payload)
+                elif kind == END:
+                    sink.end()
+                    return
+        else:
+            for frame in frames:
+                payload = loads(frame[frame.find("data: ") + 6 :])
+                kind = payload["type"]
+                if kind == RESULT:
+                    item(payload)
+                elif kind == END:
+                    sink.end()
+                    return
         if finished:
             sink.fail(OSError("the body ended without sse.stream.end"))
             return
@@ -419,11 +467,19 @@ CONTENDERS: dict[str, Contender] = {
         ),
         Contender(
             "rxlens-raw",
-            "rxlens raw frames (rxlens.sse.connect)",
+            "rxlens raw frames (rxlens.sse.connect, frame.json())",
             "rxlens",
             True,
             _raw_setup,
             _raw_start,
+        ),
+        Contender(
+            "rxlens-raw-loads",
+            "rxlens raw frames, the subscriber's own json.loads(frame.data)",
+            "rxlens",
+            True,
+            _raw_setup,
+            _raw_loads_start,
         ),
         Contender(
             "vendor-sdk",
@@ -445,8 +501,20 @@ CONTENDERS: dict[str, Contender] = {
         Contender(
             "limit", "limit: socket + split + json.loads", "json", False, _raw_setup, _limit_start
         ),
+        Contender(
+            "limit-scan",
+            "limit with the C JSON scanner (reference)",
+            "json",
+            False,
+            _raw_setup,
+            _limit_scan_start,
+        ),
     )
 }
+
+#: Contenders of the throughput measure only: how much of the raw frames' cost is the JSON
+#: decoding's Python wrapper, on either side of the comparison.
+THROUGHPUT_ONLY = ("rxlens-raw-loads", "limit-scan")
 
 #: The fan-in variant of the vendor SDK: readers polled by one thread instead of one each.
 VENDOR_POLL = _vendor_poll_start

@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks.control import Server, start_server, stop_server
 
 HERE = Path(__file__).resolve().parent.parent
-RXLENS = ("rxlens-raw", "rxlens-typed")
+RXLENS = ("rxlens-raw", "rxlens-raw-loads", "rxlens-typed")
 
 
 def run_one(server: Server, tree: Path, contender: str, n: int) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--base", type=Path, help="another checkout to compare with")
     args = parser.parse_args(argv)
-    runs: list[tuple[str, Path, str]] = [("", HERE, "limit")]
+    runs: list[tuple[str, Path, str]] = [("", HERE, "limit"), ("", HERE, "limit-scan")]
     for contender in RXLENS:
         if args.base is not None:
             runs.append(("base ", args.base.resolve(), contender))

@@ -21,7 +21,6 @@ fallback: every frame after an ``id:`` shares it, so it would make distinct fram
 from __future__ import annotations
 
 import json
-import json.scanner
 import logging
 import math
 import time
@@ -43,6 +42,7 @@ from rxlens._event_types import (
     UnknownEvent,
     _loads,
 )
+from rxlens._json import loads
 from rxlens.errors import MalformedEventError
 
 if TYPE_CHECKING:
@@ -257,36 +257,6 @@ _DECODERS = _derive_decoders()
 
 # --- decoding ----------------------------------------------------------------------------------
 
-#: The stdlib's own C scanner, with ``json.loads``'s defaults (a fresh default decoder). On a
-#: str that holds one JSON value from its first character to its last, ``json.loads`` reduces
-#: to exactly this call; its Python wrapper (type checks, BOM check, whitespace regexes, the
-#: end check) costs more than the scanning of a Lens frame. ``None`` without the C extension.
-_Scanner = Callable[[str, int], "tuple[Any, int]"]
-# c_make_scanner is not in the type stubs.
-_make_scanner: Callable[[json.JSONDecoder], _Scanner] | None = getattr(
-    json.scanner, "c_make_scanner", None
-)
-_scan_once = _make_scanner(json.JSONDecoder()) if _make_scanner is not None else None
-_NOT_SCANNED = object()
-
-
-def _scan(text: str) -> Any:
-    """``json.loads(text)`` when the C scanner alone gives it, else ``_NOT_SCANNED``.
-
-    The result is provably ``json.loads``'s: a value only comes back when the scan started at
-    the first character (so there was no leading whitespace or BOM) and consumed the whole
-    string (so there was no trailing whitespace or extra data), which is the one case where
-    ``json.loads`` returns that same call's value unchanged. Anything else (an error of any
-    kind, whitespace around the value, a non-str) is left to ``json.loads`` and its errors.
-    """
-    if _scan_once is None or type(text) is not str:
-        return _NOT_SCANNED
-    try:
-        value, end = _scan_once(text, 0)
-    except Exception:  # StopIteration, JSONDecodeError, RecursionError: json.loads decides
-        return _NOT_SCANNED
-    return value if end == len(text) else _NOT_SCANNED
-
 
 def _build(payload: Any, raw: str, event_id: str | None, received_at: float) -> LensEvent:
     """Turn a decoded payload into its event (never raises)."""
@@ -366,15 +336,13 @@ def parse_event(
     when = time.time() if received_at is None else received_at
     raw = event.data
     event_id = event.id or None
-    # The common case first: the C scanner alone (see _scan), then json.loads, then _loads's
+    # json.loads's value (the C scanner alone in the common case: rxlens._json), then _loads's
     # fallbacks.
-    decoded: Any = _scan(raw)
     errors = None
-    if decoded is _NOT_SCANNED:
-        try:
-            decoded = json.loads(raw)
-        except (ValueError, RecursionError):
-            decoded, errors = _loads(raw)
+    try:
+        decoded: Any = loads(raw)
+    except (ValueError, RecursionError):
+        decoded, errors = _loads(raw)
     if errors is None:
         result = _build(decoded, raw, event_id, when)
         if type(result) is not MalformedEvent:

@@ -34,13 +34,22 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
 @pytest.mark.timeout(210)
 def test_every_installed_contender_streams_every_event(run: tuple[dict[str, Any], str]) -> None:
     data, _ = run
-    assert set(data["contenders"]) >= {"rxlens-typed", "rxlens-raw", "limit"}
+    assert set(data["contenders"]) >= {
+        "rxlens-typed",
+        "rxlens-raw",
+        "rxlens-raw-loads",
+        "limit",
+        "limit-scan",
+    }
     for key, result in data["results"].items():
         throughput = result["throughput"]
         assert throughput["error"] is None, key
         assert throughput["events_per_s"] > 0, key
         assert throughput["runs"] and all(r and r > 0 for r in throughput["runs"]), key
     assert data["results"]["limit"]["throughput"]["ratio_to_limit"] == 1.0
+    # The reference rows run the throughput measure only.
+    for key in ("rxlens-raw-loads", "limit-scan"):
+        assert set(data["results"][key]) == {"throughput"}, key
 
 
 @pytest.mark.slow
@@ -83,7 +92,9 @@ def test_fan_in_and_goals_are_reported(run: tuple[dict[str, Any], str]) -> None:
     assert aio["ready"] == aio["sessions"] == 100
     assert aio["delivered"] > 0 and aio["duplicates"] == 0 and aio["gaps"] == 0
     assert aio["threads"] < 10 and aio["nofile"] > 100
-    assert len(data["goals"]) == 10
+    assert len(data["goals"]) == 12
+    references = [g for g in data["goals"] if g["target"] == "(reference)"]
+    assert len(references) == 2 and all(g["met"] is None for g in references)
     assert all(g["measured"] is not None for g in data["goals"])
     assert data["machine"]["cores"] >= 1 and data["machine"]["date"]
     for label in data["contenders"].values():

@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, float]] = [
     ("rxlens._timers", BASE),
     ("rxlens._deprecation", BASE),
     ("rxlens._text", BASE),
+    ("rxlens._json", BASE),
     ("rxlens.sse", SSE),
     ("rxlens.sse.", SSE),
     ("rxlens.events", EVENTS),

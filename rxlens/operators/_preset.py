@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 from reactivex import Observable, abc
 
-from rxlens._event_decoding import _DECODERS, _scan_once
+from rxlens._event_decoding import _DECODERS
+from rxlens._json import scan_once
 from rxlens.errors import MalformedEventError
 from rxlens.events import LensEvent, OnMalformed, StreamEnd, parse_event
 from rxlens.operators._typed import _clock
@@ -133,7 +134,7 @@ def _frame_step(
     ``parse_event`` itself, with the same arrival time, so it decides and words the errors.
     """
     clock = _clock(scheduler)
-    scan = _scan_once
+    scan = scan_once
     decoders = _DECODERS
 
     def step(frame: Event) -> LensEvent | None:
