@@ -8,8 +8,10 @@ each contender's per-chunk work in one thread, and measures ``time.process_time`
 
 - ``limit``: split each body into frames, ``json.loads`` each, check its type;
 - ``raw``: rxlens's ``Decoder`` and the SSE source's delivery to a plain observer;
-- ``raw+json``: the same, the subscriber decoding each frame's JSON and checking its type, as
-  the loopback benchmark's raw-frames subscriber does (the one to compare with the limit);
+- ``raw+json``: the same, the subscriber decoding each frame's JSON with ``json.loads`` and
+  checking its type;
+- ``raw+.json()``: the same with ``frame.json()``, as the loopback benchmark's raw-frames
+  subscriber does (the one to compare with the limit);
 - ``composed``: ``connect -> typed -> heartbeat_timeout -> resume -> until_end ->
   only_results``, the composed operators;
 - ``fused``: what ``client.events(sid).pipe(only_results())`` runs: the fused preset fed a
@@ -113,22 +115,32 @@ def _raw(sse: Any) -> Any:
     return sse
 
 
-def _raw_json(chunks: list[bytes]) -> int:
-    source = _Source()
-    loads = json.loads
-    count = [0]
+def _raw_decoding(method: bool) -> Run:
+    """Raw frames, the subscriber decoding each frame's JSON with ``frame.json()`` (``method``)
+    or its own ``json.loads(frame.data)``, and checking its type."""
 
-    def on_next(frame: Any) -> None:
-        if loads(frame.data)["type"] == RESULT:
-            count[0] += 1
+    def run(chunks: list[bytes]) -> int:
+        source = _Source()
+        loads = json.loads
+        count = [0]
 
-    def on_error(error: Exception) -> None:
-        raise error
+        def on_json(frame: Any) -> None:
+            if frame.json()["type"] == RESULT:
+                count[0] += 1
 
-    subscription = source.sse.subscribe(on_next, on_error)
-    source.feed(chunks)
-    subscription.dispose()
-    return count[0]
+        def on_loads(frame: Any) -> None:
+            if loads(frame.data)["type"] == RESULT:
+                count[0] += 1
+
+        def on_error(error: Exception) -> None:
+            raise error
+
+        subscription = source.sse.subscribe(on_json if method else on_loads, on_error)
+        source.feed(chunks)
+        subscription.dispose()
+        return count[0]
+
+    return run
 
 
 def _composed(sse: Any) -> Any:
@@ -148,7 +160,8 @@ def _fused(sse: Any) -> Any:
 CONTENDERS: dict[str, Run] = {
     "limit": limit,
     "raw": _counting(_raw),
-    "raw+json": _raw_json,
+    "raw+json": _raw_decoding(method=False),
+    "raw+.json()": _raw_decoding(method=True),
     "composed": _counting(_composed),
     "fused": _counting(_fused),
 }
@@ -186,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.events} result frames in {len(chunks)} bodies, best of {args.rounds}")
     for key in chosen:
         us = best[key] / args.events * 1e6
-        print(f"  {key:9} {us:6.2f} us/event   {base / best[key]:5.2f}x the limit")
+        print(f"  {key:11} {us:6.2f} us/event   {base / best[key]:5.2f}x the limit")
 
 
 if __name__ == "__main__":
