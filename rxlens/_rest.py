@@ -16,6 +16,7 @@ error keeps requests' exception (which holds the request, headers included) as i
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -41,6 +42,13 @@ HeadersProvider = Callable[[], Mapping[str, str]]
 
 #: The largest answer rxlens reads (bytes, once decompressed); a longer one is refused.
 MAX_RESPONSE_BYTES = 64 * 2**20
+
+log = logging.getLogger("rxlens.rest")
+
+#: The methods sent a second time when the connection breaks under the first: the safe ones
+#: (RFC 9110, 9.2.1), which change nothing on the server however often they arrive. A POST
+#: that broke its connection may still have been acted on, so it is never sent twice.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _KEY_HINT = "check the API key (ATAI_API_KEY or api_key=) and that it may use this resource"
 
@@ -175,6 +183,15 @@ def _read_bounded(response: requests.Response, what: str) -> None:
     response._content = b"".join(chunks)
 
 
+def _broken_connection(exc: requests.RequestException) -> bool:
+    """Whether a request failed because its connection broke (closed without an answer,
+    reset, refused): not a timeout (a second try would double the wait) nor a TLS failure
+    (the certificate stays what it is)."""
+    return isinstance(exc, requests.ConnectionError) and not isinstance(
+        exc, (requests.Timeout, requests.exceptions.SSLError)
+    )
+
+
 def normalize_status(status: object) -> str:
     """A session status as a bare upper-case name: ``"RUNNING"``, ``"FAILED"``, ``"DESTROYED"``.
 
@@ -260,23 +277,40 @@ class _Api:
         # error raised inside the block would keep them as its __context__ (``from None``
         # only hides the context from tracebacks).
         failure: TransportError | None = None
-        try:
-            response = self._http.request(
-                method,
-                url,
-                json=body,
-                params=params,
-                headers=headers,
-                timeout=self._timeout,
-                stream=True,
-            )
-            with response:
-                _read_bounded(response, f"{method} {path}")
-        except requests.Timeout as exc:
-            failure = TransportError(f"{method} {url}: no answer in time ({type(exc).__name__})")
-        except requests.RequestException as exc:
-            # Only the class name: the exception's text may carry the prepared request.
-            failure = TransportError(f"{method} {url} failed: {type(exc).__name__}")
+        # A safe method is sent a second time, at once, when the first send broke the
+        # connection (see _SAFE_METHODS): the usual cause is a pooled keep-alive connection that
+        # the server (or a proxy) closed as it was being reused.
+        attempts = 2 if method in _SAFE_METHODS else 1
+        for attempt in range(1, attempts + 1):
+            failure = None
+            try:
+                response = self._http.request(
+                    method,
+                    url,
+                    json=body,
+                    params=params,
+                    headers=headers,
+                    timeout=self._timeout,
+                    stream=True,
+                )
+                with response:
+                    _read_bounded(response, f"{method} {path}")
+            except requests.Timeout as exc:
+                failure = TransportError(
+                    f"{method} {url}: no answer in time ({type(exc).__name__})"
+                )
+            except requests.RequestException as exc:
+                # Only the class name: the exception's text may carry the prepared request.
+                failure = TransportError(f"{method} {url} failed: {type(exc).__name__}")
+                if attempt < attempts and _broken_connection(exc):
+                    log.debug(
+                        "%s %s: the connection broke (%s); sent again",
+                        method,
+                        url,
+                        type(exc).__name__,
+                    )
+                    continue
+            break
         if failure is not None:
             raise failure
         with response:

@@ -3,7 +3,9 @@ server, and the one session-status rule."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +18,7 @@ from rxlens import LensClient
 from rxlens._rest import (
     Lenses,
     Sessions,
+    _broken_connection,
     error_from_response,
     normalize_status,
     session_running,
@@ -170,6 +173,123 @@ def test_unreachable_server_is_a_transport_error(http: requests.Session) -> None
     with pytest.raises(TransportError) as info:
         sessions.metadata()
     assert info.value.retryable and "Bearer" not in str(info.value)
+
+
+# --- a pooled connection that breaks as it is reused -------------------------------------------
+
+
+class DropsReused:
+    """A loopback HTTP/1.1 server that answers a connection's first request (keep-alive) and
+    closes the connection, unanswered, on its second: a server or proxy closing an idle
+    keep-alive connection just as the client reuses it. Records (connection, method, path)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests: list[tuple[int, str, str]] = []
+        self.threads: list[threading.Thread] = []
+        self.connections: list[socket.socket] = []
+        self.accepting = threading.Thread(target=self._accept, daemon=True)
+        self.accepting.start()
+
+    def _accept(self) -> None:
+        number = 0
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            number += 1
+            self.connections.append(conn)
+            thread = threading.Thread(target=self._serve, args=(conn, number), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        with conn:
+            reader = conn.makefile("rb")
+            for served in range(2):
+                line = reader.readline().decode()
+                if not line:
+                    return
+                length = 0
+                while (header := reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = header.decode().partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                reader.read(length)
+                method, path = line.split()[:2]
+                self.requests.append((number, method, path))
+                if served == 1:
+                    return  # the second request on a connection: closed, unanswered
+                body = b"[]" if method == "GET" else b"{}"
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+                )
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close() does not)
+        self.listener.close()
+        self.accepting.join(5)
+        assert not self.accepting.is_alive()
+        for conn in self.connections:  # a kept-alive connection's thread waits in a read
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for thread in self.threads:
+            thread.join(5)
+            assert not thread.is_alive()
+
+
+@pytest.fixture
+def drops_reused() -> Iterator[DropsReused]:
+    server = DropsReused()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_a_get_whose_pooled_connection_breaks_is_sent_again(
+    http: requests.Session, drops_reused: DropsReused
+) -> None:
+    sessions = Sessions(
+        http, f"http://127.0.0.1:{drops_reused.port}/api", lambda: {"Authorization": "Bearer k"}
+    )
+    assert sessions.metadata() == []
+    assert sessions.metadata() == []  # the pooled connection breaks: sent again on a new one
+    paths = [(n, m) for n, m, _ in drops_reused.requests]
+    assert paths == [(1, "GET"), (1, "GET"), (2, "GET")]
+
+
+def test_a_post_whose_connection_breaks_is_not_sent_twice(
+    http: requests.Session, drops_reused: DropsReused
+) -> None:
+    base = f"http://127.0.0.1:{drops_reused.port}/api"
+    sessions = Sessions(http, base, lambda: {"Authorization": "Bearer secret-key"})
+    assert sessions.metadata() == []
+    with pytest.raises(TransportError) as info:
+        sessions.process_event("lsn-1", "session.status")
+    assert "secret-key" not in str(info.value)
+    # The POST may have been acted on before the connection broke: never sent a second time.
+    assert [(n, m) for n, m, _ in drops_reused.requests] == [(1, "GET"), (1, "POST")]
+
+
+@pytest.mark.parametrize(
+    ("error", "again"),
+    [
+        (requests.ConnectionError("reset"), True),
+        (requests.ConnectTimeout("slow connect"), False),  # a ConnectionError and a Timeout
+        (requests.ReadTimeout("slow answer"), False),
+        (requests.exceptions.SSLError("bad certificate"), False),
+        (requests.exceptions.ChunkedEncodingError("cut"), False),
+    ],
+)
+def test_only_a_broken_connection_is_worth_a_second_send(
+    error: requests.RequestException, again: bool
+) -> None:
+    assert _broken_connection(error) is again
 
 
 # --- every error body shape, from a purpose-made server -----------------------------------------
