@@ -320,6 +320,30 @@ def test_the_live_view_renders_sessions_windows_alerts_and_resumes() -> None:
     assert view.out.getvalue() == ""  # the live view prints nothing by itself
 
 
+def test_the_last_window_cut_short_by_the_end_says_how_short() -> None:
+    # The streams end at 30 s and flush a window of 0.2 s: it read like a full window 4.
+    import io
+    import time
+
+    from rxlens.cli._demo import DemoView, Track
+
+    out = io.StringIO()
+    track = Track(session_id="lsn-1", name="pump", lens="machine-state")
+    view = DemoView([track], window=10.0, seconds=30.0, title="t", out=out, plain=True)
+    view.started = time.monotonic() - 10.0
+    view.on_window([])  # a full window: no note
+    view.started -= 20.2
+    view.windows[-1].closed_at = 30.0
+    view.on_window([])  # empty, at the end: not shown at all
+    assert len(view.windows) == 1
+    view.seconds = 60.0  # the same 0.2 s flush while the demo still runs
+    view.on_window([])
+    lines = out.getvalue().splitlines()
+    assert "window 1: " in lines[0] and "(last" not in lines[0]
+    assert "window 2 (last 0.2 s): " in lines[1]
+    assert view.windows[-1].label(10.0) == "window 2 (last 0.2 s)"
+
+
 def test_a_window_without_results_is_not_called_a_tie() -> None:
     # The demo's last window is often cut short with no result in it: it said "none (a tie)".
     from collections import Counter

@@ -271,6 +271,19 @@ class WindowView:
     closed_at: float
     counts: dict[str, Counter[Hashable]]
     votes: dict[str, Hashable | None]
+    #: Seconds the window covered: shorter than the window's length for the last one, which
+    #: the end of the streams closes early.
+    span: float = 0.0
+
+    def length(self, window: float) -> str:
+        """``10 s``, or ``last 0.2 s`` when the end of the streams cut the window short."""
+        return f"last {self.span:.1f} s" if self.span < 0.9 * window else f"{window:g} s"
+
+    def label(self, window: float) -> str:
+        """``window N``, with ``(last 0.2 s)`` when it was cut short."""
+        if self.span < 0.9 * window:
+            return f"window {self.index} ({self.length(window)})"
+        return f"window {self.index}"
 
 
 class DemoView:
@@ -425,14 +438,16 @@ class DemoView:
                 counts[sid] = label_counts(mine, _label)
                 votes[sid] = majority_vote(mine, VOTE_SHARE, key=_label)
                 self.current[sid] = Counter()
-            view = WindowView(len(self.windows) + 1, self.elapsed(), counts, votes)
+            now = self.elapsed()
+            opened = self.windows[-1].closed_at if self.windows else 0.0
+            view = WindowView(len(self.windows) + 1, now, counts, votes, now - opened)
             self.windows.append(view)
             parts = [
                 f"{self.tracks[sid].name} {_top(counts[sid], 2)} -> vote "
                 f"{_show(votes[sid], counts[sid])}"
                 for sid in self.tracks
             ]
-            self.say(f"window {view.index}: " + " | ".join(parts))
+            self.say(f"{view.label(self.window)}: " + " | ".join(parts))
 
     def on_alert(self, event: LensEvent) -> None:
         with self.lock:
@@ -510,7 +525,8 @@ class DemoView:
                 )
             last = self.windows[-1] if self.windows else None
             title = (
-                f"window {last.index} ({self.window:g} s, closed at {last.closed_at:.0f} s)"
+                f"window {last.index} ({last.length(self.window)}, "
+                f"closed at {last.closed_at:.0f} s)"
                 if last
                 else f"first {self.window:g} s window still open"
             )
@@ -843,6 +859,6 @@ def _print_summary(view: DemoView, out: IO[str], *, measured: bool) -> None:
             votes = ", ".join(
                 f"{view.tracks[sid].name} {_show(v, w.counts[sid])}" for sid, v in w.votes.items()
             )
-            lines.append(f"    window {w.index}: vote {votes}")
+            lines.append(f"    {w.label(view.window)}: vote {votes}")
         lines.append(f"  alerts (rising edges, held {ALERT_HOLD:g} s): {len(view.alerts)}")
     print("\n".join(lines), file=out, flush=True)
