@@ -159,6 +159,8 @@ def _raw_reader(method: bool) -> Callable[[Server, str, Sink, dict[str, Any]], H
         loads = json.loads
         item = sink.item
 
+        # The per-frame steps are written out in each subscriber (here and in every contender)
+        # rather than shared through a helper: a call more per event would be charged to it.
         def on_json(frame: Any) -> None:
             payload = frame.json()
             kind = payload["type"]
@@ -412,6 +414,7 @@ def _limit_loop(
             body = [rest] if rest else []
             # One decode per read (json.loads of bytes would detect the encoding per frame).
             frames = text[:cut].decode("utf-8", "replace").split("\n\n")
+        # Two loops rather than a test per frame: the limit pays for no choice of its own.
         if scanner:
             for frame in frames:
                 value = frame[frame.find("data: ") + 6 :]
