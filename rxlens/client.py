@@ -106,6 +106,12 @@ class TypedSource(Observable[LensEvent]):
     def last_event_id(self) -> str:
         return self.sse.last_event_id
 
+    @property
+    def closer(self) -> Closer | None:
+        """The client's record of open connections, which ``resume`` (given this source as
+        its cursor) registers its waits with, so that ``LensClient.close()`` ends them."""
+        return self.sse.closer
+
     def __repr__(self) -> str:
         return f"TypedSource({self.url!r}, last_event_id={self.last_event_id!r})"
 
@@ -208,9 +214,10 @@ class LensClient:
 
         Each open connection of :meth:`events`, :meth:`connect` and the mailbox channel is
         closed, and its subscriber gets :class:`~rxlens.errors.ClientClosed` (not retryable:
-        ``resume`` ends too). A stream of :meth:`events` waiting to reconnect ends at once (one
-        composed by hand on :meth:`connect` at its next attempt, without connecting); a stream
-        subscribed after ``close()`` fails at once. With
+        ``resume`` ends too). A stream waiting to reconnect ends at once: one of :meth:`events`,
+        and one composed by hand with :func:`~rxlens.operators.resume` on :meth:`connect`
+        (the source as ``resume``'s cursor, or right upstream of it; otherwise at its next
+        attempt, without connecting); a stream subscribed after ``close()`` fails at once. With
         ``io="asyncio"`` the I/O thread stops too (after telling its subscribers, on it).
         Closing twice does nothing more.
         """

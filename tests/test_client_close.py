@@ -21,6 +21,7 @@ from rxlens import LensClient, RetryPolicy
 from rxlens.emulator import Faults, LensEmulator
 from rxlens.errors import ClientClosed, RxLensError
 from rxlens.mailbox import PollPolicy
+from rxlens.operators import resume
 
 KEY = "close-secret-key-0123456789"
 IO = ["threads", "asyncio"]
@@ -78,23 +79,36 @@ def test_a_stream_subscribed_after_close_fails_at_once(emu: LensEmulator, io: An
     eventually(lambda: not reader_threads())
 
 
-def waiting_to_reconnect(emu: LensEmulator, io: Any) -> tuple[LensClient, str, Sink, Any]:
-    """A client.events() stream dropped after its first result, waiting 30 s to reconnect."""
+#: How the waiting stream is made: ``client.events()`` (the fused preset), or composed by hand
+#: on ``client.connect()`` with the ``resume`` operator (its cursor the source).
+HOW = ["events", "composed"]
+
+
+def waiting_to_reconnect(
+    emu: LensEmulator, io: Any, how: str = "events"
+) -> tuple[LensClient, str, Sink, Any]:
+    """A stream dropped after its first result, waiting 30 s to reconnect."""
     client = LensClient(api_key=KEY, base_url=emu.base_url, io=io)
     sid = emu.create_session(faults=Faults(drop_after=1, drops=1))
     policy = RetryPolicy(base=30.0, cap=30.0, jitter=0.0, max_attempts=5)
     states: list[Any] = []
-    sink, subscription = subscribe(client.events(sid, policy=policy, on_state=states.append))
+    if how == "events":
+        stream = client.events(sid, policy=policy, on_state=states.append)
+    else:
+        source = client.connect(sid)
+        stream = source.pipe(resume(policy, cursor=source, on_state=states.append))
+    sink, subscription = subscribe(stream)
     emu.wait_readers(sid, 1)
     emu.push_many(sid, [{"type": "inference.result", "event_data": {"response": ["r"]}}] * 2)
     eventually(lambda: [s.kind for s in states][-1:] == ["backing_off"])  # the drop was seen
     return client, sid, sink, subscription
 
 
+@pytest.mark.parametrize("how", HOW)
 @pytest.mark.parametrize("io", IO)
-def test_a_stream_waiting_to_reconnect_ends_at_once(emu: LensEmulator, io: Any) -> None:
+def test_a_stream_waiting_to_reconnect_ends_at_once(emu: LensEmulator, io: Any, how: str) -> None:
     # The back-off is 30 s: the stream must end now, not at its next attempt.
-    client, sid, sink, _ = waiting_to_reconnect(emu, io)
+    client, sid, sink, _ = waiting_to_reconnect(emu, io, how)
     started = time.monotonic()
     client.close()  # during the 30 s back-off
     sink.wait(5)
@@ -116,13 +130,14 @@ def test_close_ends_a_mailbox_stream(emu: LensEmulator) -> None:
     eventually(lambda: not reader_threads())
 
 
+@pytest.mark.parametrize("how", HOW)
 @pytest.mark.parametrize("io", IO)
 def test_the_client_keeps_nothing_of_a_stream_disposed_while_it_waits(
-    emu: LensEmulator, io: Any
+    emu: LensEmulator, io: Any, how: str
 ) -> None:
     # A long-lived client must not hold on to every subscription that ever waited to
     # reconnect: disposing one takes it out of what close() would end.
-    client, _sid, sink, subscription = waiting_to_reconnect(emu, io)
+    client, _sid, sink, subscription = waiting_to_reconnect(emu, io, how)
     assert len(client._closer._ends) == 1  # the wait is registered
     subscription.dispose()
     assert len(client._closer._ends) == 0

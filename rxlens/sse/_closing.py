@@ -65,6 +65,49 @@ class Closer:
                 log.exception("ending a connection at LensClient.close() raised")
 
 
+class Waiting:
+    """A reconnect waiting out its back-off, registered with the client's ``closer`` meanwhile,
+    so that ``LensClient.close()`` ends the wait at once instead of at the next attempt (which
+    would then only find the client closed). Used by ``resume`` and the fused preset.
+
+    ``closer`` is the one of the source being resumed (None: a source made without a client,
+    and nothing is registered).
+    """
+
+    __slots__ = ("_closer", "_key")
+
+    def __init__(self, closer: Closer | None) -> None:
+        self._closer = closer
+        self._key: int | None = None
+
+    def start(self, end: Callable[[], None]) -> None:
+        """The wait begins: ``close()`` calls ``end`` from now on, or calls it at once when the
+        client was closed already (no wait for a connection the client would refuse)."""
+        if self._closer is None:
+            return
+        self._key = self._closer.add(end)
+        if self._key is None:
+            end()
+
+    def stop(self) -> None:
+        """The wait is over (the reconnect starts, or the subscription was disposed): forget
+        it, so that a long-lived client keeps nothing of it."""
+        closer, key = self._closer, self._key
+        if closer is not None and key is not None:
+            self._key = None
+            closer.discard(key)
+
+
+def closer_of(*sources: object) -> Closer | None:
+    """The client's closer behind the first of ``sources`` that has one (a source's
+    ``closer``), or None."""
+    for source in sources:
+        closer = getattr(source, "closer", None)
+        if isinstance(closer, Closer):
+            return closer
+    return None
+
+
 @contextmanager
 def registered(closer: Closer | None, end: Callable[[], None]) -> Iterator[bool]:
     """One connection's time with its client's ``closer`` (None: a source made without one).

@@ -44,7 +44,7 @@ from rxlens.errors import (
 )
 from rxlens.retry import RetryPolicy
 from rxlens.sse._aio import AsyncSSESource
-from rxlens.sse._closing import Closer
+from rxlens.sse._closing import Waiting, closer_of
 from rxlens.sse._connect import SSESource
 from rxlens.sse._delivery import FrameObserver
 from rxlens.sse._models import Event
@@ -302,8 +302,7 @@ class _Run(Generic[_T]):
         self.ended = False  # until_end's: the end went through
         # While a reconnect waits: its registration with the client's Closer (the source's
         # ``closer``), so that LensClient.close() ends the wait at once, not at the next attempt.
-        self.closer: Closer | None = getattr(source, "closer", None)
-        self.waiting: int | None = None
+        self.waiting = Waiting(closer_of(source))
 
     # -- resume ---------------------------------------------------------------------------------
 
@@ -340,7 +339,7 @@ class _Run(Generic[_T]):
         """Open the next connection (``resume``'s subscribe_upstream, ``heartbeat_timeout``'s
         subscribe)."""
         state = self.state
-        self.stop_waiting()
+        self.waiting.stop()
         with self.lock:
             if state.done:
                 return
@@ -399,10 +398,7 @@ class _Run(Generic[_T]):
         self.retry_timer.disposable = self.sched.schedule_relative(
             decision.delay, lambda _s, _st: self.connect()
         )
-        if self.closer is not None:
-            self.waiting = self.closer.add(self.client_closed)
-            if self.waiting is None:
-                self.client_closed()  # closed already: no wait for a connection it refuses
+        self.waiting.start(self.client_closed)
 
     def client_closed(self) -> None:
         """LensClient.close() while a reconnect waits: end now with ClientClosed."""
@@ -413,12 +409,6 @@ class _Run(Generic[_T]):
                 return
             state.done = True
             self.end_error(ClientClosed())
-
-    def stop_waiting(self) -> None:
-        closer, key = self.closer, self.waiting
-        if closer is not None and key is not None:
-            self.waiting = None
-            closer.discard(key)
 
     def completed(self, link: _Link) -> None:
         state = self.state
@@ -432,7 +422,7 @@ class _Run(Generic[_T]):
         # No lock: a subscriber blocked in on_next must not delay disposal.
         self.state.done = True
         self.retry_timer.dispose()
-        self.stop_waiting()  # the client's Closer must not keep a disposed subscription
+        self.waiting.stop()  # the client's Closer must not keep a disposed subscription
         self.upstream.dispose()
 
     # -- until_end ------------------------------------------------------------------------------

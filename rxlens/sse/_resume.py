@@ -20,6 +20,7 @@ from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposab
 from reactivex.scheduler import TimeoutScheduler
 
 from rxlens.errors import (
+    ClientClosed,
     EventIdTooLong,
     LocalError,
     RetriesExhausted,
@@ -27,6 +28,7 @@ from rxlens.errors import (
     mark_downstream,
 )
 from rxlens.retry import Decision, RetryPolicy, RetryState
+from rxlens.sse._closing import Waiting, closer_of
 from rxlens.sse._state import ConnectionState, StateCallback, StateKind, report
 from rxlens.sse._transport import safe_url
 
@@ -260,6 +262,10 @@ def resume(
     policy gives up on a retryable error, the subscriber gets :class:`rxlens.errors.
     RetriesExhausted` with the last error as ``last_error`` and ``__cause__``.
 
+    When the cursor (or the source right upstream) was made by a :class:`rxlens.LensClient`,
+    closing that client while a reconnect waits out its delay ends the subscription at once
+    with :class:`rxlens.errors.ClientClosed`, as it ends an open connection.
+
     All state (the retry budget, the remembered ids) lives in the subscription: subscribing the
     same pipeline again starts afresh. A ``cursor`` object is shared by the subscriptions of
     the pipeline it belongs to: build one pipeline per subscription (``reactivex.defer``, as
@@ -299,6 +305,9 @@ def resume(
             lock = threading.RLock()
             memory = _Memory(remember, remember_bytes)
             state = _State()
+            # A wait for the next attempt ends at once at LensClient.close() (the closer of the
+            # client that made the cursor or the source, when one did).
+            waiting = Waiting(closer_of(cursor, source))
 
             def now() -> float:
                 return sched.to_seconds(sched.now)
@@ -328,7 +337,16 @@ def resume(
                 upstream.dispose()
                 observer.on_error(error)
 
+            def client_closed() -> None:
+                timer.dispose()
+                with lock:
+                    if state.done:
+                        return
+                    state.done = True
+                    observer.on_error(ClientClosed())
+
             def subscribe_upstream() -> None:
+                waiting.stop()
                 with lock:
                     if state.done:
                         return
@@ -405,6 +423,7 @@ def resume(
                         timer.disposable = sched.schedule_relative(
                             decision.delay, lambda _s, _st: subscribe_upstream()
                         )
+                        waiting.start(client_closed)
 
                 def on_completed() -> None:
                     with lock:
@@ -426,6 +445,7 @@ def resume(
                 # No lock: a subscriber blocked in on_next must not delay disposal.
                 state.done = True
                 timer.dispose()
+                waiting.stop()  # the client's closer must not keep a disposed subscription
                 upstream.dispose()
 
             subscribe_upstream()
