@@ -275,15 +275,18 @@ class WindowView:
     #: the end of the streams closes early.
     span: float = 0.0
 
+    def cut_short(self, window: float) -> bool:
+        """Whether the end of the streams closed it before its ``window`` seconds."""
+        return self.span < 0.9 * window
+
     def length(self, window: float) -> str:
-        """``10 s``, or ``last 0.2 s`` when the end of the streams cut the window short."""
-        return f"last {self.span:.1f} s" if self.span < 0.9 * window else f"{window:g} s"
+        """``10 s``, or ``last 0.2 s`` when it was cut short."""
+        return f"last {self.span:.1f} s" if self.cut_short(window) else f"{window:g} s"
 
     def label(self, window: float) -> str:
         """``window N``, with ``(last 0.2 s)`` when it was cut short."""
-        if self.span < 0.9 * window:
-            return f"window {self.index} ({self.length(window)})"
-        return f"window {self.index}"
+        suffix = f" ({self.length(window)})" if self.cut_short(window) else ""
+        return f"window {self.index}{suffix}"
 
 
 class DemoView:

@@ -242,7 +242,7 @@ class _ReadWatches:
     2,000 sessions, measured). Why not a timer per stream, re-armed every quarter timeout: at
     10,000 streams, each re-arm left a timer handle, a context and a bound method alive for
     the quarter, long enough to reach the collector's oldest generation, and its full passes
-    stalled every stream of the loop in proportion (see rxlens._timers._Entry). One pass over
+    stalled every stream of the loop in proportion (see rxlens._timers.SharedTimer). One pass over
     10,000 streams takes a few ms of the loop, once per quarter timeout (15 s by default).
     """
 

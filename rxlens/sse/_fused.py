@@ -597,15 +597,12 @@ class _Run(Generic[_T]):
                                     len(gone) if isinstance(gone, str) else 0
                                 )
                         order.append((key, content))
-                        if not self.counting:
-                            # While every id is a str of at most ``fits`` characters, the
-                            # memory's ``remember`` entries fit its byte budget, which never
-                            # binds: the bytes are counted from the first id that breaks this.
-                            if key.__class__ is str and len(key) <= fits:
-                                pass
-                            else:
-                                self.counting = True
-                                memory._bytes = sum(_size(old) for old, _ in order) - _size(key)
+                        # While every id is a str of at most ``fits`` characters, the memory's
+                        # ``remember`` entries fit its byte budget, which never binds: the
+                        # bytes are counted from the first id that breaks this.
+                        if not self.counting and (key.__class__ is not str or len(key) > fits):
+                            self.counting = True
+                            memory._bytes = sum(_size(old) for old, _ in order) - _size(key)
                         if self.counting:
                             held = memory._bytes + ENTRY_OVERHEAD + (
                                 len(key) if isinstance(key, str) else 0
